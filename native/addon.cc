@@ -1,0 +1,39 @@
+// Module init: the error handler first (mlx-c's default one exits the process), then this
+// environment's MLX thread and the exported functions.
+#include <napi.h>
+
+#include "addon_state.h"
+#include "device.h"
+#include "errors.h"
+#include "handles.h"
+#include "io.h"
+#include "ops.h"
+#include "tensor.h"
+
+namespace mlxq {
+
+AddonState& addon_state(Napi::Env env) { return *env.GetInstanceData<AddonState>(); }
+
+Napi::Object Init(Napi::Env env, Napi::Object exports) {
+  install_error_handler();
+  auto* state = new AddonState();
+  state->thread = MlxThread::start(env);
+  env.SetInstanceData<AddonState>(state);
+  // Before instance data is finalized: stop the thread so no job outlives the environment.
+  env.AddCleanupHook([state] { state->thread->stop(); });
+  Tensor::Init(env, exports, *state);
+  init_ops(env, exports);
+  init_device(env, exports);
+  init_io(env, exports);
+  // A constant string: no arrays, so reading it here breaks no threading rule.
+  String version(mlx_string_new());
+  check(mlx_version(version.out()), "mlx_version");
+  exports.Set("mlxVersion", Napi::String::New(env, mlx_string_data(version.get())));
+  return exports;
+}
+
+}  // namespace mlxq
+
+static Napi::Object InitMlxQlora(Napi::Env env, Napi::Object exports) { return mlxq::Init(env, exports); }
+
+NODE_API_MODULE(mlx_qlora, InitMlxQlora)
