@@ -1,0 +1,122 @@
+/**
+ * The one place that loads the addon and types its surface. Everything native returns a Promise
+ * settled from the MLX thread; nothing here blocks the event loop.
+ */
+import { createRequire } from 'node:module';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+export type DType =
+  | 'bool'
+  | 'uint8'
+  | 'uint16'
+  | 'uint32'
+  | 'uint64'
+  | 'int8'
+  | 'int16'
+  | 'int32'
+  | 'int64'
+  | 'float16'
+  | 'float32'
+  | 'float64'
+  | 'bfloat16'
+  | 'complex64';
+
+/** A handle on one MLX array, owned by the MLX thread. Dispose it when done: V8 does not see MLX memory. */
+export interface NativeTensor {
+  readonly shape: number[];
+  readonly dtype: DType;
+  readonly nbytes: number;
+  readonly disposed: boolean;
+  dispose(): void;
+  [Symbol.dispose](): void;
+}
+
+export interface DeviceInfo {
+  type: 'cpu' | 'gpu';
+  name: string;
+  architecture: string;
+  /** Bytes of memory the device can use (the machine's RAM on the CPU backend). */
+  memorySize: number;
+}
+
+export interface MemoryInfo {
+  active: number;
+  peak: number;
+  cache: number;
+  limit: number;
+}
+
+export interface NativeAddon {
+  Tensor: abstract new (...args: never[]) => NativeTensor;
+  mlxVersion: string;
+  fromBytes(data: ArrayBufferView, shape: number[], dtype: DType): Promise<NativeTensor>;
+  toBytes(t: NativeTensor): Promise<ArrayBuffer>;
+  matmul(a: NativeTensor, b: NativeTensor): Promise<NativeTensor>;
+  add(a: NativeTensor, b: NativeTensor): Promise<NativeTensor>;
+  astype(t: NativeTensor, dtype: DType): Promise<NativeTensor>;
+  quantize(w: NativeTensor, groupSize?: number, bits?: number): Promise<[NativeTensor, NativeTensor, NativeTensor]>;
+  dequantize(
+    wq: NativeTensor,
+    scales: NativeTensor,
+    biases: NativeTensor,
+    groupSize?: number,
+    bits?: number,
+    dtype?: DType,
+  ): Promise<NativeTensor>;
+  quantizedMatmul(
+    x: NativeTensor,
+    wq: NativeTensor,
+    scales: NativeTensor,
+    biases: NativeTensor,
+    transpose: boolean,
+    groupSize?: number,
+    bits?: number,
+  ): Promise<NativeTensor>;
+  randomNormal(shape: number[], dtype: DType, seed: number, loc?: number, scale?: number): Promise<NativeTensor>;
+  device(): Promise<DeviceInfo>;
+  useDevice(type: 'cpu' | 'gpu'): Promise<void>;
+  memory(): Promise<MemoryInfo>;
+  setMemoryLimit(bytes: number): Promise<number>;
+  setCacheLimit(bytes: number): Promise<number>;
+  resetPeakMemory(): Promise<void>;
+  clearCache(): Promise<void>;
+  loadSafetensors(path: string): Promise<{ tensors: Record<string, NativeTensor>; metadata: Record<string, string> }>;
+  saveSafetensors(path: string, tensors: Record<string, NativeTensor>, metadata?: Record<string, string>): Promise<void>;
+  tensorFromFile(path: string, offset: number, length: number, dtype: DType, shape: number[]): Promise<NativeTensor>;
+}
+
+const packageRoot = join(dirname(fileURLToPath(import.meta.url)), '..');
+const require = createRequire(import.meta.url);
+
+function load(): NativeAddon {
+  const nodeGypBuild = require('node-gyp-build') as (dir: string) => unknown;
+  let addon: NativeAddon;
+  try {
+    addon = nodeGypBuild(packageRoot) as NativeAddon;
+  } catch (error) {
+    const reason = error instanceof Error ? error.message : String(error);
+    throw new Error(
+      `mlx-qlora: the native addon could not be loaded (${reason}).\n` +
+        `Build it with \`npm run build:native\` in ${packageRoot} (npm 11 skips dependency install ` +
+        'scripts until approved: `npm install-scripts approve mlx-qlora`). See README, "Providing MLX".',
+    );
+  }
+  const proto = addon.Tensor.prototype as NativeTensor;
+  if (!(Symbol.dispose in proto)) {
+    Object.defineProperty(proto, Symbol.dispose, {
+      value(this: NativeTensor) {
+        this.dispose();
+      },
+    });
+  }
+  return addon;
+}
+
+let cached: NativeAddon | undefined;
+
+/** The addon, loaded on first use so that pure-TypeScript parts of the library work without it. */
+export function native(): NativeAddon {
+  cached ??= load();
+  return cached;
+}
