@@ -10,6 +10,7 @@ set(MLX_QLORA_MLX_VERSION v0.31.2)
 # "regenerate bindings for MLX 0.31.2": the first mlx-c revision that builds against 0.31.2 (and has GGUF I/O).
 set(MLX_QLORA_MLXC_REVISION fba4470b89073180056c9ea46c443051375f7399)
 option(MLX_QLORA_NO_FETCH "Fail instead of fetching MLX and mlx-c when no installed mlx-c is found" OFF)
+option(MLX_QLORA_FORCE_FETCH "Fetch and link MLX statically even when mlx-c is installed (prebuilds)" OFF)
 
 set(_mlx_hints "")
 if(DEFINED MLX_C_DIR)
@@ -20,8 +21,10 @@ if(DEFINED ENV{MLX_C_DIR})
 endif()
 list(APPEND _mlx_hints /usr/local /opt/homebrew /opt/homebrew/opt/mlx-c /opt/homebrew/opt/mlx)
 
-find_package(MLX CONFIG QUIET HINTS ${_mlx_hints})
-find_package(MLXC CONFIG QUIET HINTS ${_mlx_hints})
+if(NOT MLX_QLORA_FORCE_FETCH)
+  find_package(MLX CONFIG QUIET HINTS ${_mlx_hints})
+  find_package(MLXC CONFIG QUIET HINTS ${_mlx_hints})
+endif()
 
 if(MLX_FOUND AND MLXC_FOUND)
   message(STATUS "mlx-qlora: using installed mlx-c (${MLX_C_LIBRARY}) and MLX (${MLX_LIBRARY})")
