@@ -47,7 +47,89 @@ export interface MemoryInfo {
   limit: number;
 }
 
+/** What the native decoder is built from (see lib/model/architecture.ts for where it comes from). */
+export interface NativeModelConfig {
+  vocabSize: number;
+  hiddenSize: number;
+  intermediateSize: number;
+  numLayers: number;
+  numHeads: number;
+  numKvHeads: number;
+  headDim: number;
+  rmsNormEps: number;
+  ropeTheta: number;
+  ropeTraditional: boolean;
+  ropePositionScale: number;
+  ropePeriods?: Float32Array;
+  tieWordEmbeddings: boolean;
+  attentionBias: boolean;
+  slidingWindow?: number;
+}
+
+export interface NativeBuildOptions {
+  /** 0 keeps base linear weights dense. */
+  quantBits: number;
+  quantGroupSize: number;
+  computeDtype: DType;
+  kernel: 'quantized-matmul' | 'dequantize-matmul';
+}
+
+export interface NativeLoraOptions {
+  rank: number;
+  scale: number;
+  dropout: number;
+  targets: string[];
+  numLayers: number;
+  seed: number;
+  dtype: DType;
+}
+
+/** Token batch: row-major [batch, length] arrays. */
+export interface NativeBatch {
+  shape: [number, number];
+  tokens: Int32Array;
+  targets?: Int32Array;
+  mask?: Float32Array;
+  positions?: Int32Array;
+  segments?: Int32Array;
+}
+
+export interface NativeModelInfo {
+  baseBytes: number;
+  loraBytes: number;
+  loraParameters: number;
+  loraNames: string[];
+  /** How the decoder's linear layers are stored, e.g. { "4-bit g64": 14 }. */
+  linearStorage: Record<string, number>;
+}
+
+export interface NativeGenerator {
+  next(): Promise<number>;
+  dispose(): void;
+}
+
+export interface NativeModel {
+  setWeight(name: string, tensor: NativeTensor): Promise<void>;
+  setQuantizedWeight(name: string, wq: NativeTensor, scales: NativeTensor, biases: NativeTensor, bits: number, groupSize: number): Promise<void>;
+  loadSafetensors(path: string): Promise<string[]>;
+  finalize(): Promise<void>;
+  logits(batch: NativeBatch, options?: { lora?: boolean }): Promise<NativeTensor>;
+  loss(batch: NativeBatch): Promise<{ loss: number; tokens: number }>;
+  lossAndGrads(
+    batch: NativeBatch,
+    options?: { dropoutSeed?: number; checkpoint?: boolean },
+  ): Promise<{ loss: number; tokens: number; grads: Record<string, NativeTensor> }>;
+  loraParameters(): Promise<Record<string, NativeTensor>>;
+  setLoraParameters(params: Record<string, NativeTensor>): Promise<void>;
+  setLoraEnabled(enabled: boolean): Promise<void>;
+  fusedWeight(layer: number, projection: string, dtype?: DType): Promise<NativeTensor>;
+  info(): Promise<NativeModelInfo>;
+  generator(prompt: Int32Array, options?: { temperature?: number; topP?: number; topK?: number; seed?: number; lora?: boolean }): Promise<NativeGenerator>;
+  dispose(): void;
+}
+
 export interface NativeAddon {
+  createModel(config: NativeModelConfig, build: NativeBuildOptions, lora: NativeLoraOptions): Promise<NativeModel>;
   Tensor: abstract new (...args: never[]) => NativeTensor;
   mlxVersion: string;
   fromBytes(data: ArrayBufferView, shape: number[], dtype: DType): Promise<NativeTensor>;

@@ -7,6 +7,7 @@
 #include "errors.h"
 #include "handles.h"
 #include "io.h"
+#include "model/model_wrap.h"
 #include "ops.h"
 #include "tensor.h"
 
@@ -25,6 +26,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   init_ops(env, exports);
   init_device(env, exports);
   init_io(env, exports);
+  init_model(env, exports);
   // A constant string: no arrays, so reading it here breaks no threading rule.
   String version(mlx_string_new());
   check(mlx_version(version.out()), "mlx_version");

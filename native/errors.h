@@ -19,6 +19,12 @@ void install_error_handler();
 /** Throws MlxError with the last MLX message on this thread if rc is non-zero. */
 void check(int rc, const char* what);
 
+/**
+ * Keeps the real reason a native closure (forward pass under value_and_grad or checkpoint)
+ * failed: MLX only reports "mlx_closure returned a non-zero value". check() prefers it.
+ */
+void stash_closure_error(const std::string& message);
+
 /** The message MLX last reported on this thread, cleared by the read. */
 std::string take_last_error();
 

@@ -1,6 +1,7 @@
 #include "mlx_thread.h"
 
 #include "errors.h"
+#include "mx.h"
 
 namespace mlxq {
 
@@ -41,6 +42,7 @@ void MlxThread::init_streams() {
   check(mlx_get_default_stream(stream_.out(), device.get()), "mlx_get_default_stream");
   cpu_stream_ = Stream(mlx_default_cpu_stream_new());
   if (cpu_stream_.empty()) throw MlxError(take_last_error());
+  mx::set_stream(stream_.get());
 }
 
 void MlxThread::use_device(mlx_device_type type) {
@@ -52,6 +54,7 @@ void MlxThread::use_device(mlx_device_type type) {
   check(mlx_get_default_stream(stream.out(), device.get()), "mlx_get_default_stream");
   stream_ = std::move(stream);
   device_type_ = type;
+  mx::set_stream(stream_.get());
 }
 
 void MlxThread::loop() {

@@ -1,0 +1,103 @@
+/**
+ * GGUF tensors into the native model: F32/F16/BF16 straight from the file's bytes, Q4_0/Q4_1/Q8_0
+ * repacked losslessly into MLX's quantized layout, other types (K-quants, Q5_x) dequantized here
+ * and quantized again natively. Q/K rows keep llama.cpp's order (RoPE runs interleaved for them).
+ */
+import type { GgufFile, GgufTensorInfo } from '../gguf/reader.js';
+import { canDequantize, dequantize } from '../gguf/dequantize.js';
+import { readTensorBytes } from '../gguf/tensor-data.js';
+import { tensorFromFile } from '../io/safetensors.js';
+import type { DType, NativeModel } from '../native.js';
+import { tensor } from '../tensor.js';
+import { isRepackable, repackGguf } from './gguf-repack.js';
+
+const blockNames: Record<string, string> = {
+  attn_norm: 'input_layernorm',
+  ffn_norm: 'post_attention_layernorm',
+  attn_q: 'self_attn.q_proj',
+  attn_k: 'self_attn.k_proj',
+  attn_v: 'self_attn.v_proj',
+  attn_output: 'self_attn.o_proj',
+  ffn_gate: 'mlp.gate_proj',
+  ffn_up: 'mlp.up_proj',
+  ffn_down: 'mlp.down_proj',
+};
+
+/** The HF name of a llama.cpp tensor, or undefined for tensors the model recomputes. */
+export function ggufToHfName(name: string): string | undefined {
+  if (name === 'token_embd.weight') return 'model.embed_tokens.weight';
+  if (name === 'output_norm.weight') return 'model.norm.weight';
+  if (name === 'output.weight') return 'lm_head.weight';
+  if (name === 'rope_freqs.weight') return undefined;
+  const m = /^blk\.(\d+)\.(\w+)\.(weight|bias)$/.exec(name);
+  const part = m ? blockNames[m[2]!] : undefined;
+  if (!m || !part) throw new Error(`unexpected GGUF tensor '${name}' for a Llama-family model`);
+  return `model.layers.${m[1]}.${part}.${m[3]}`;
+}
+
+const directTypes: Record<string, DType> = { F32: 'float32', F16: 'float16', BF16: 'bfloat16' };
+
+function isLinearWeight(hfName: string): boolean {
+  return hfName === 'lm_head.weight' || /_proj\.weight$/.test(hfName);
+}
+
+async function loadOne(model: NativeModel, file: GgufFile, t: GgufTensorInfo, hfName: string): Promise<void> {
+  const direct = directTypes[t.typeName];
+  if (direct) {
+    const value = await tensorFromFile(file.path, { offset: t.offset, length: t.nbytes, dtype: direct, shape: t.shape });
+    try {
+      await model.setWeight(hfName, value);
+    } finally {
+      value.dispose();
+    }
+    return;
+  }
+  const bytes = await readTensorBytes(file, t);
+  if (isRepackable(t.typeName) && isLinearWeight(hfName) && t.shape.length === 2) {
+    const [rows, cols] = t.shape as [number, number];
+    const q = repackGguf(t.typeName, bytes, rows, cols);
+    const wq = await tensor(q.wq, [rows, (cols * q.bits) / 32]);
+    const scales = await tensor(q.scales, [rows, cols / q.groupSize]);
+    const biases = await tensor(q.biases, [rows, cols / q.groupSize]);
+    try {
+      await model.setQuantizedWeight(hfName, wq, scales, biases, q.bits, q.groupSize);
+    } finally {
+      wq.dispose();
+      scales.dispose();
+      biases.dispose();
+    }
+    return;
+  }
+  if (!canDequantize(t.typeName)) {
+    throw new Error(`${file.path}: tensor '${t.name}' has type ${t.typeName}, which mlx-qlora cannot read`);
+  }
+  const value = await tensor(dequantize(t.typeName, bytes), t.shape);
+  try {
+    await model.setWeight(hfName, value);
+  } finally {
+    value.dispose();
+  }
+}
+
+/** Loads every tensor of `file` into `model`, one at a time. */
+export async function loadGgufWeights(model: NativeModel, file: GgufFile): Promise<void> {
+  for (const t of file.tensors) {
+    const hfName = ggufToHfName(t.name);
+    if (hfName === undefined) continue;
+    try {
+      await loadOne(model, file, t, hfName);
+    } catch (error) {
+      const message = error instanceof Error ? error.message : String(error);
+      throw new Error(message.startsWith(file.path) ? message : `${file.path}: ${message}`, { cause: error });
+    }
+  }
+}
+
+/** llama.cpp's rope_freqs.weight (llama3 scaling): per-pair factors on top of base^(2i/d). */
+export async function ggufRopePeriods(file: GgufFile, headDim: number, theta: number): Promise<Float32Array | undefined> {
+  const t = file.tensors.find((x) => x.name === 'rope_freqs.weight');
+  if (!t) return undefined;
+  const factors = dequantize(t.typeName, await readTensorBytes(file, t));
+  if (factors.length !== headDim / 2) throw new Error(`${file.path}: rope_freqs.weight has ${factors.length} values, expected ${headDim / 2}`);
+  return Float32Array.from(factors, (f, i) => theta ** ((2 * i) / headDim) * f);
+}

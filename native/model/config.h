@@ -1,0 +1,63 @@
+// What a Llama-family decoder is made of. Parsed from the JS object that lib/model/config.ts
+// builds (from an HF config.json or GGUF metadata) after validating it.
+#pragma once
+
+#include <napi.h>
+
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <mlx/c/array.h>
+
+namespace mlxq::model {
+
+struct ModelConfig {
+  int vocab_size = 0;
+  int hidden_size = 0;
+  int intermediate_size = 0;
+  int num_layers = 0;
+  int num_heads = 0;
+  int num_kv_heads = 0;
+  int head_dim = 0;
+  float rms_norm_eps = 1e-5f;
+  float rope_theta = 10000.0f;
+  /** Interleaved pairs (GGUF, llama.cpp row order) rather than split halves (HF). */
+  bool rope_traditional = false;
+  /** Multiplies positions (linear RoPE scaling is 1/factor). */
+  float rope_position_scale = 1.0f;
+  /** Per-pair RoPE periods (head_dim/2 of them) when a scaling scheme such as llama3 sets them. */
+  std::vector<float> rope_periods;
+  bool tie_word_embeddings = false;
+  /** q/k/v carry biases (Qwen2). */
+  bool attention_bias = false;
+  std::optional<int> sliding_window;
+};
+
+enum class LinearKernel { QuantizedMatmul, DequantizeMatmul };
+
+struct BuildOptions {
+  /** Base linear weights quantized to this many bits; 0 keeps them dense. */
+  int quant_bits = 4;
+  int quant_group_size = 64;
+  mlx_dtype compute_dtype = MLX_FLOAT32;
+  LinearKernel kernel = LinearKernel::QuantizedMatmul;
+};
+
+struct LoraOptions {
+  int rank = 0;  // 0: no LoRA
+  float scale = 1.0f;
+  float dropout = 0.0f;
+  /** Projections that get adapters: q_proj, k_proj, v_proj, o_proj, gate_proj, up_proj, down_proj. */
+  std::vector<std::string> targets;
+  /** Adapters on the last N layers; N >= num_layers means all. */
+  int num_layers = 0;
+  uint64_t seed = 0;
+  mlx_dtype dtype = MLX_FLOAT32;
+};
+
+ModelConfig parse_model_config(const Napi::Object& obj);
+BuildOptions parse_build_options(const Napi::Object& obj);
+LoraOptions parse_lora_options(const Napi::Object& obj);
+
+}  // namespace mlxq::model

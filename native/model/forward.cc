@@ -1,0 +1,218 @@
+// The decoder's forward pass and loss.
+#include <cmath>
+#include <memory>
+
+#include "model/block_context.h"
+#include "mx.h"
+
+namespace mlxq::model {
+namespace {
+
+/** [rows, 1] and [1, cols] int32 index grids. */
+std::pair<Array, Array> index_grid(int row_start, int rows, int cols) {
+  Array r = mx::arange(row_start, row_start + rows, MLX_INT32);
+  Array c = mx::arange(0, cols, MLX_INT32);
+  return {mx::reshape(r.get(), {rows, 1}), mx::reshape(c.get(), {1, cols})};
+}
+
+}  // namespace
+
+Array Model::apply_rope(const mlx_array x, const BlockContext& ctx) const {
+  const int hd = config_.head_dim;
+  if (ctx.cos.empty()) {
+    return mx::rope(x, hd, config_.rope_traditional, 0.0f, config_.rope_position_scale, ctx.offset,
+                    rope_periods_.get());
+  }
+  // Explicit positions (packed rows restart them per document): rotate by hand.
+  auto shape = mx::shape_of(x);
+  const int b = shape[0], h = shape[1], l = shape[2], half = hd / 2;
+  Array x0, x1;
+  if (config_.rope_traditional) {
+    Array pairs = mx::reshape(x, {b, h, l, half, 2});
+    Array a = mx::slice(pairs.get(), {0, 0, 0, 0, 0}, {b, h, l, half, 1});
+    Array c = mx::slice(pairs.get(), {0, 0, 0, 0, 1}, {b, h, l, half, 2});
+    x0 = mx::squeeze(a.get(), 4);
+    x1 = mx::squeeze(c.get(), 4);
+  } else {
+    x0 = mx::slice(x, {0, 0, 0, 0}, {b, h, l, half});
+    x1 = mx::slice(x, {0, 0, 0, half}, {b, h, l, hd});
+  }
+  Array x0c = mx::multiply(x0.get(), ctx.cos.get());
+  Array x1s = mx::multiply(x1.get(), ctx.sin.get());
+  Array x0s = mx::multiply(x0.get(), ctx.sin.get());
+  Array x1c = mx::multiply(x1.get(), ctx.cos.get());
+  Array r0 = mx::subtract(x0c.get(), x1s.get());
+  Array r1 = mx::add(x0s.get(), x1c.get());
+  Array out;
+  if (config_.rope_traditional) {
+    Array e0 = mx::expand_dims(r0.get(), 4);
+    Array e1 = mx::expand_dims(r1.get(), 4);
+    Array joined = mx::concatenate({e0.get(), e1.get()}, 4);
+    out = mx::reshape(joined.get(), {b, h, l, hd});
+  } else {
+    out = mx::concatenate({r0.get(), r1.get()}, 3);
+  }
+  return mx::astype(out.get(), mx::dtype_of(x));
+}
+
+Array Model::project(const Layer& layer, int p, const mlx_array x, const BlockContext& ctx,
+                     const std::vector<mlx_array>* lora) const {
+  const Linear& l = layer.proj[p];
+  Array y = linear_base(l, x, build_.kernel);
+  if (lora == nullptr || l.lora_index < 0) return y;
+  mlx_array a = (*lora)[l.lora_index];
+  mlx_array bm = (*lora)[l.lora_index + 1];
+  Array xd = mx::ref(x);
+  if (!ctx.dropout_keys.empty()) {
+    const int layer_index = static_cast<int>(&layer - layers_.data());
+    const int row = layer_index * kNumProj + p;
+    Array key_row = mx::slice(ctx.dropout_keys.get(), {row, 0}, {row + 1, 2});
+    Array key = mx::reshape(key_row.get(), {2});
+    Array keep = mx::random_bernoulli(1.0f - lora_.dropout, mx::shape_of(x), key.get());
+    Array zero = mx::scalar(0.0f);
+    Array scaled = mx::multiply(x, mx::scalar(1.0f / (1.0f - lora_.dropout)).get());
+    Array zero_t = mx::astype(zero.get(), mx::dtype_of(scaled.get()));
+    xd = mx::where(keep.get(), scaled.get(), zero_t.get());
+  }
+  Array xa = mx::matmul(xd.get(), a);
+  Array z = mx::matmul(xa.get(), bm);
+  Array scale = mx::scalar(lora_.scale);
+  Array zs = mx::multiply(z.get(), scale.get());
+  Array zc = mx::astype(zs.get(), mx::dtype_of(y.get()));
+  return mx::add(y.get(), zc.get());
+}
+
+Array Model::block(int index, const mlx_array h_in, const BlockContext& ctx, const std::vector<mlx_array>* lora) const {
+  const Layer& layer = layers_[index];
+  const int b = ctx.batch, l = ctx.length, hd = config_.head_dim;
+  const int nh = config_.num_heads, nkv = config_.num_kv_heads;
+
+  Array x = mx::rms_norm(h_in, layer.attn_norm.get(), config_.rms_norm_eps);
+  Array q = project(layer, Q, x.get(), ctx, lora);
+  Array k = project(layer, K, x.get(), ctx, lora);
+  Array v = project(layer, V, x.get(), ctx, lora);
+  q = mx::reshape(q.get(), {b, l, nh, hd});
+  k = mx::reshape(k.get(), {b, l, nkv, hd});
+  v = mx::reshape(v.get(), {b, l, nkv, hd});
+  q = mx::transpose(q.get(), {0, 2, 1, 3});
+  k = mx::transpose(k.get(), {0, 2, 1, 3});
+  v = mx::transpose(v.get(), {0, 2, 1, 3});
+  q = apply_rope(q.get(), ctx);
+  k = apply_rope(k.get(), ctx);
+  if (ctx.cache != nullptr) {
+    KVCache& cache = *ctx.cache;
+    if (!cache.keys[index].empty()) {
+      k = mx::concatenate({cache.keys[index].get(), k.get()}, 2);
+      v = mx::concatenate({cache.values[index].get(), v.get()}, 2);
+    }
+    cache.keys[index] = mx::ref(k.get());
+    cache.values[index] = mx::ref(v.get());
+  }
+  Array attn = mx::attention(q.get(), k.get(), v.get(), 1.0f / std::sqrt(static_cast<float>(hd)), ctx.mask_mode,
+                             ctx.mask.empty() ? mlx_array{} : ctx.mask.get());
+  attn = mx::transpose(attn.get(), {0, 2, 1, 3});
+  attn = mx::reshape(attn.get(), {b, l, nh * hd});
+  Array o = project(layer, O, attn.get(), ctx, lora);
+  Array h = mx::add(h_in, o.get());
+
+  Array x2 = mx::rms_norm(h.get(), layer.mlp_norm.get(), config_.rms_norm_eps);
+  Array g = project(layer, GATE, x2.get(), ctx, lora);
+  Array u = project(layer, UP, x2.get(), ctx, lora);
+  Array sg = mx::sigmoid(g.get());
+  Array silu = mx::multiply(g.get(), sg.get());
+  Array act = mx::multiply(silu.get(), u.get());
+  Array d = project(layer, DOWN, act.get(), ctx, lora);
+  return mx::add(h.get(), d.get());
+}
+
+Array Model::hidden(const Batch& batch, const ForwardOptions& options) const {
+  if (!finalized_) throw std::runtime_error("the model is not finalized: load every weight first");
+  auto shape = mx::shape_of(batch.tokens);
+  if (shape.size() != 2) throw std::runtime_error("tokens must be [batch, length]");
+  auto ctx = std::make_shared<BlockContext>();
+  ctx->batch = shape[0];
+  ctx->length = shape[1];
+  ctx->cache = options.cache;
+  ctx->offset = options.cache != nullptr ? options.cache->offset : 0;
+  const int l = ctx->length, total = ctx->offset + l;
+  const bool windowed = config_.sliding_window && total > *config_.sliding_window;
+
+  if (batch.segments.ctx != nullptr) {
+    if (options.cache != nullptr) throw std::runtime_error("packed rows (segments) cannot use a KV cache");
+    // Block-diagonal causal mask: a token sees earlier tokens of its own document only.
+    Array sq = mx::expand_dims(batch.segments, 2);
+    Array sk = mx::expand_dims(batch.segments, 1);
+    Array same = mx::equal(sq.get(), sk.get());
+    auto [rows, cols] = index_grid(0, l, l);
+    Array causal = mx::less_equal(cols.get(), rows.get());
+    Array m = mx::logical_and(same.get(), causal.get());
+    if (windowed) {
+      Array dist = mx::subtract(rows.get(), cols.get());
+      Array w = mx::less(dist.get(), mx::scalar_int(*config_.sliding_window).get());
+      m = mx::logical_and(m.get(), w.get());
+    }
+    ctx->mask = mx::expand_dims(m.get(), 1);
+    ctx->mask_mode = "array";
+  } else if (windowed) {
+    auto [rows, cols] = index_grid(ctx->offset, l, total);
+    Array causal = mx::less_equal(cols.get(), rows.get());
+    Array dist = mx::subtract(rows.get(), cols.get());
+    Array w = mx::less(dist.get(), mx::scalar_int(*config_.sliding_window).get());
+    ctx->mask = mx::logical_and(causal.get(), w.get());
+    ctx->mask_mode = "array";
+  } else if (l == 1) {
+    ctx->mask_mode = "";
+  }
+
+  if (batch.positions.ctx != nullptr) {
+    Array pos = mx::astype(batch.positions, MLX_FLOAT32);
+    Array scaled = mx::multiply(pos.get(), mx::scalar(config_.rope_position_scale).get());
+    Array p4 = mx::reshape(scaled.get(), {ctx->batch, 1, l, 1});
+    Array angles = mx::multiply(p4.get(), rope_inv_freqs_.get());
+    ctx->cos = mx::cos(angles.get());
+    ctx->sin = mx::sin(angles.get());
+  }
+  const bool use_lora = options.lora != nullptr && lora_enabled_ && !options.lora->empty();
+  const std::vector<mlx_array>* lora = use_lora ? options.lora : nullptr;
+  if (lora != nullptr && options.dropout_key.ctx != nullptr && lora_.dropout > 0) {
+    ctx->dropout_keys = mx::random_split_num(options.dropout_key, config_.num_layers * kNumProj);
+  }
+  if (options.cache != nullptr && options.cache->keys.empty()) {
+    options.cache->keys.resize(config_.num_layers);
+    options.cache->values.resize(config_.num_layers);
+  }
+
+  Array h = mx::take_axis(embed_.get(), batch.tokens, 0);
+  for (int i = 0; i < config_.num_layers; ++i) {
+    h = options.checkpoint ? checkpointed_block(*this, i, h.get(), ctx, lora) : block(i, h.get(), *ctx, lora);
+  }
+  if (options.cache != nullptr) options.cache->offset += l;
+  return mx::rms_norm(h.get(), final_norm_.get(), config_.rms_norm_eps);
+}
+
+Array Model::logits(const Batch& batch, const ForwardOptions& options) const {
+  Array h = hidden(batch, options);
+  Array out;
+  if (config_.tie_word_embeddings) {
+    Array et = mx::transpose(embed_.get(), {1, 0});
+    out = mx::matmul(h.get(), et.get());
+  } else {
+    out = linear_base(lm_head_, h.get(), build_.kernel);
+  }
+  return mx::astype(out.get(), MLX_FLOAT32);
+}
+
+std::pair<Array, Array> Model::loss(const Batch& batch, const mlx_array targets, const mlx_array mask,
+                                    const ForwardOptions& options) const {
+  Array lg = logits(batch, options);
+  Array lse = mx::logsumexp_axis(lg.get(), -1);
+  Array idx = mx::expand_dims(targets, -1);
+  Array picked = mx::take_along_axis(lg.get(), idx.get(), -1);
+  Array target_logit = mx::squeeze(picked.get(), -1);
+  Array ce = mx::subtract(lse.get(), target_logit.get());
+  Array m = mx::astype(mask, MLX_FLOAT32);
+  Array masked = mx::multiply(ce.get(), m.get());
+  return {mx::sum(masked.get()), mx::sum(m.get())};
+}
+
+}  // namespace mlxq::model

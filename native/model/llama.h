@@ -1,0 +1,128 @@
+// A Llama-family decoder (Llama 2/3, Mistral, Qwen2) with frozen, optionally quantized base
+// weights and LoRA adapters whose parameters are passed in explicitly, so that value_and_grad can
+// differentiate them and nothing else.
+#pragma once
+
+#include <array>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "handles.h"
+#include "model/config.h"
+#include "model/linear.h"
+
+namespace mlxq::model {
+
+enum Proj { Q = 0, K, V, O, GATE, UP, DOWN, kNumProj };
+/** "self_attn.q_proj", "mlp.down_proj", … */
+const char* proj_path(int p);
+/** "q_proj", "down_proj", … */
+const char* proj_short_name(int p);
+
+struct Layer {
+  Array attn_norm;
+  Array mlp_norm;
+  std::array<Linear, kNumProj> proj;
+};
+
+struct KVCache {
+  std::vector<Array> keys;
+  std::vector<Array> values;
+  int offset = 0;
+};
+
+/** Token data of one batch; arrays owned by the caller. */
+struct Batch {
+  mlx_array tokens{};     // [B, L] int32
+  mlx_array positions{};  // [B, L] int32, or empty: 0..L-1 (after the cache offset)
+  mlx_array segments{};   // [B, L] int32, or empty: one document per row
+};
+
+struct ForwardOptions {
+  /** Trainable parameters (A, B per adapted projection, in lora_names() order); null: base only. */
+  const std::vector<mlx_array>* lora = nullptr;
+  /** Key for LoRA dropout; empty: no dropout. */
+  mlx_array dropout_key{};
+  /** Recompute each decoder block in the backward pass instead of keeping its activations. */
+  bool checkpoint = false;
+  KVCache* cache = nullptr;
+};
+
+class Model {
+ public:
+  Model(ModelConfig config, BuildOptions build, LoraOptions lora);
+
+  const ModelConfig& config() const { return config_; }
+  const BuildOptions& build() const { return build_; }
+  const LoraOptions& lora_options() const { return lora_; }
+
+  // Loading (before finalize).
+  /** A dense tensor under its HF name; linear weights are quantized per the build options. */
+  void set_weight(const std::string& name, Array&& value);
+  /** An already-quantized linear weight (MLX affine layout), e.g. repacked from GGUF Q4_0. */
+  void set_quantized(const std::string& name, Array&& wq, Array&& scales, Array&& biases, int bits, int group_size);
+  std::vector<std::string> missing_weights() const;
+  /** Checks every weight is there and creates the LoRA parameters (A Kaiming-uniform, B zero). */
+  void finalize();
+  bool finalized() const { return finalized_; }
+
+  // LoRA parameters: names in mlx-lm's layout (model.layers.N.self_attn.q_proj.lora_a / lora_b).
+  const std::vector<std::string>& lora_names() const { return lora_names_; }
+  std::vector<Array>& lora_params() { return lora_params_; }
+  std::vector<mlx_array> lora_views() const;
+  bool lora_enabled() const { return lora_enabled_; }
+  void set_lora_enabled(bool enabled) { lora_enabled_ = enabled; }
+
+  // Compute.
+  Array logits(const Batch& batch, const ForwardOptions& options) const;
+  /** Summed masked next-token cross-entropy and the number of supervised tokens. */
+  std::pair<Array, Array> loss(const Batch& batch, const mlx_array targets, const mlx_array mask,
+                               const ForwardOptions& options) const;
+  /** Loss and the gradients of every LoRA parameter (in lora_names() order). */
+  struct LossAndGrads {
+    Array loss;
+    Array count;
+    std::vector<Array> grads;
+  };
+  LossAndGrads loss_and_grads(const Batch& batch, const mlx_array targets, const mlx_array mask,
+                              const mlx_array dropout_key, bool checkpoint) const;
+
+  /** One decoder block (public for the checkpoint trampoline). */
+  struct BlockContext;
+  Array block(int index, const mlx_array h, const BlockContext& ctx, const std::vector<mlx_array>* lora) const;
+
+  /** W + scale·(A·B)ᵀ for a projection, dense in `dtype` (the base weight when it has no adapter). */
+  Array fused_weight(int layer, int proj, mlx_dtype dtype) const;
+  const Layer& layer(int i) const { return layers_.at(i); }
+  const Array& embed() const { return embed_; }
+  const Array& final_norm() const { return final_norm_; }
+  const Linear& lm_head() const { return lm_head_; }
+  /** Bytes held by the frozen base and by the LoRA parameters. */
+  size_t base_bytes() const;
+  size_t lora_bytes() const;
+  size_t lora_parameter_count() const;
+
+ private:
+  Linear* linear_for(const std::string& name, std::string* which);
+  Array project(const Layer& l, int p, const mlx_array x, const BlockContext& ctx,
+                const std::vector<mlx_array>* lora) const;
+  Array apply_rope(const mlx_array x, const BlockContext& ctx) const;
+  Array hidden(const Batch& batch, const ForwardOptions& options) const;
+
+  ModelConfig config_;
+  BuildOptions build_;
+  LoraOptions lora_;
+  Array embed_;
+  Array final_norm_;
+  Linear lm_head_;
+  std::vector<Layer> layers_;
+  Array rope_periods_;
+  Array rope_inv_freqs_;
+  std::vector<std::string> lora_names_;
+  std::vector<Array> lora_params_;
+  bool lora_enabled_ = true;
+  bool finalized_ = false;
+};
+
+}  // namespace mlxq::model

@@ -1,0 +1,476 @@
+#include "model/model_wrap.h"
+
+#include <map>
+#include <memory>
+
+#include "addon_state.h"
+#include "args.h"
+#include "dtype.h"
+#include "errors.h"
+#include "model/batch_input.h"
+#include "model/llama.h"
+#include "model/sampler.h"
+#include "mx.h"
+#include "tensor.h"
+
+namespace mlxq {
+namespace {
+
+using model::Model;
+using ModelRef = std::shared_ptr<Model>;
+
+MlxThread::Settle settle_undefined() {
+  return [](Napi::Env env) -> Napi::Value { return env.Undefined(); };
+}
+
+/** Shared by Model and Generator: a native object released on the MLX thread. */
+template <typename T>
+void release_on_mlx(Napi::Env env, std::shared_ptr<T>& ref) {
+  if (!ref) return;
+  addon_state(env).thread->post([r = std::move(ref)]() mutable { r.reset(); });
+}
+
+struct GeneratorState {
+  ModelRef model;
+  model::KVCache cache;
+  model::SamplerOptions sampler;
+  Array key;
+  bool use_lora = true;
+  std::vector<int32_t> prompt;
+  bool started = false;
+  int last = 0;
+};
+
+class GeneratorWrap : public Napi::ObjectWrap<GeneratorWrap> {
+ public:
+  static Napi::FunctionReference constructor;
+  static void Init(Napi::Env env) {
+    Napi::Function ctor = DefineClass(env, "Generator",
+                                      {InstanceMethod<&GeneratorWrap::Next>("next"),
+                                       InstanceMethod<&GeneratorWrap::Dispose>("dispose")});
+    constructor = Napi::Persistent(ctor);
+  }
+  static Napi::Object Wrap(Napi::Env env, std::shared_ptr<GeneratorState> state) {
+    auto ext = Napi::External<std::shared_ptr<GeneratorState>>::New(
+        env, new std::shared_ptr<GeneratorState>(std::move(state)),
+        [](Napi::Env, std::shared_ptr<GeneratorState>* p) { delete p; });
+    return constructor.New({ext});
+  }
+  explicit GeneratorWrap(const Napi::CallbackInfo& info) : Napi::ObjectWrap<GeneratorWrap>(info) {
+    if (info.Length() != 1 || !info[0].IsExternal()) throw Napi::TypeError::New(info.Env(), "use model.generator()");
+    state_ = std::move(*info[0].As<Napi::External<std::shared_ptr<GeneratorState>>>().Data());
+  }
+  void Finalize(Napi::Env env) override { release_on_mlx(env, state_); }
+
+ private:
+  // next(): Promise<number>, the next token id
+  Napi::Value Next(const Napi::CallbackInfo& info) {
+    if (!state_) throw Napi::Error::New(info.Env(), "the generator is disposed");
+    auto state = state_;
+    return run_on_mlx(info.Env(), [state](MlxThread&) -> MlxThread::Settle {
+      std::vector<int32_t> input = state->started ? std::vector<int32_t>{state->last} : state->prompt;
+      Array tokens = mx::from_data(input.data(), {1, static_cast<int>(input.size())}, MLX_INT32);
+      std::vector<mlx_array> lora = state->model->lora_views();
+      model::ForwardOptions options;
+      options.lora = state->use_lora ? &lora : nullptr;
+      options.cache = &state->cache;
+      Array logits = state->model->logits(model::Batch{tokens.get()}, options);
+      const int v = state->model->config().vocab_size;
+      const int l = static_cast<int>(input.size());
+      Array last = mx::slice(logits.get(), {0, l - 1, 0}, {1, l, v});
+      Array flat = mx::reshape(last.get(), {v});
+      int token = model::sample_token(flat.get(), state->sampler, state->key);
+      // Keep the cache evaluated so the graph does not grow with every token.
+      std::vector<mlx_array> cached;
+      for (auto& k : state->cache.keys) cached.push_back(k.get());
+      for (auto& vv : state->cache.values) cached.push_back(vv.get());
+      mx::eval(cached);
+      state->started = true;
+      state->last = token;
+      return [token](Napi::Env env) -> Napi::Value { return Napi::Number::New(env, token); };
+    });
+  }
+  Napi::Value Dispose(const Napi::CallbackInfo& info) {
+    release_on_mlx(info.Env(), state_);
+    return info.Env().Undefined();
+  }
+
+  std::shared_ptr<GeneratorState> state_;
+};
+Napi::FunctionReference GeneratorWrap::constructor;
+
+class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
+ public:
+  static Napi::FunctionReference constructor;
+  static void Init(Napi::Env env, Napi::Object exports) {
+    Napi::Function ctor = DefineClass(
+        env, "Model",
+        {InstanceMethod<&ModelWrap::SetWeight>("setWeight"),
+         InstanceMethod<&ModelWrap::SetQuantizedWeight>("setQuantizedWeight"),
+         InstanceMethod<&ModelWrap::LoadSafetensors>("loadSafetensors"),
+         InstanceMethod<&ModelWrap::Finalize_>("finalize"), InstanceMethod<&ModelWrap::Logits>("logits"),
+         InstanceMethod<&ModelWrap::Loss>("loss"), InstanceMethod<&ModelWrap::LossAndGrads>("lossAndGrads"),
+         InstanceMethod<&ModelWrap::LoraParameters>("loraParameters"),
+         InstanceMethod<&ModelWrap::SetLoraParameters>("setLoraParameters"),
+         InstanceMethod<&ModelWrap::SetLoraEnabled>("setLoraEnabled"),
+         InstanceMethod<&ModelWrap::FusedWeight>("fusedWeight"), InstanceMethod<&ModelWrap::Info>("info"),
+         InstanceMethod<&ModelWrap::Generator>("generator"), InstanceMethod<&ModelWrap::Dispose>("dispose")});
+    constructor = Napi::Persistent(ctor);
+    exports.Set("Model", ctor);
+  }
+  static Napi::Object Wrap(Napi::Env env, ModelRef model) {
+    auto ext = Napi::External<ModelRef>::New(env, new ModelRef(std::move(model)),
+                                             [](Napi::Env, ModelRef* p) { delete p; });
+    return constructor.New({ext});
+  }
+  explicit ModelWrap(const Napi::CallbackInfo& info) : Napi::ObjectWrap<ModelWrap>(info) {
+    if (info.Length() != 1 || !info[0].IsExternal()) throw Napi::TypeError::New(info.Env(), "use createModel()");
+    model_ = std::move(*info[0].As<Napi::External<ModelRef>>().Data());
+  }
+  void Finalize(Napi::Env env) override { release_on_mlx(env, model_); }
+
+ private:
+  ModelRef live(const Napi::CallbackInfo& info) {
+    if (!model_) throw Napi::Error::New(info.Env(), "the model is disposed");
+    return model_;
+  }
+
+  // setWeight(name, tensor)
+  Napi::Value SetWeight(const Napi::CallbackInfo& info) {
+    auto m = live(info);
+    std::string name = args::string_at(info, 0, "name");
+    ArrayRef t = Tensor::From(info[1], "tensor");
+    return run_on_mlx(info.Env(), [m, name, t](MlxThread&) {
+      m->set_weight(name, mx::ref(t->array.get()));
+      return settle_undefined();
+    });
+  }
+
+  // setQuantizedWeight(name, wq, scales, biases, bits, groupSize)
+  Napi::Value SetQuantizedWeight(const Napi::CallbackInfo& info) {
+    auto m = live(info);
+    std::string name = args::string_at(info, 0, "name");
+    ArrayRef wq = Tensor::From(info[1], "wq");
+    ArrayRef scales = Tensor::From(info[2], "scales");
+    ArrayRef biases = Tensor::From(info[3], "biases");
+    int bits = static_cast<int>(args::int_at(info, 4, "bits"));
+    int group = static_cast<int>(args::int_at(info, 5, "groupSize"));
+    return run_on_mlx(info.Env(), [m, name, wq, scales, biases, bits, group](MlxThread&) {
+      m->set_quantized(name, mx::ref(wq->array.get()), mx::ref(scales->array.get()), mx::ref(biases->array.get()),
+                       bits, group);
+      return settle_undefined();
+    });
+  }
+
+  // loadSafetensors(path): Promise<string[]> of the tensor names taken. One tensor at a time is
+  // read, converted (quantized) and evaluated, so a 7B bf16 shard never sits in memory whole.
+  // MLX-quantized checkpoints (weight/scales/biases triples) are taken as they are.
+  Napi::Value LoadSafetensors(const Napi::CallbackInfo& info) {
+    auto m = live(info);
+    std::string path = args::string_at(info, 0, "path");
+    return run_on_mlx(info.Env(), [m, path](MlxThread& mlx) -> MlxThread::Settle {
+      std::vector<std::string> taken;
+      try {
+        MapStringToArray arrays(mlx_map_string_to_array_new());
+        MapStringToString meta(mlx_map_string_to_string_new());
+        check(mlx_load_safetensors(arrays.out(), meta.out(), path.c_str(), mlx.cpu_stream()), "mlx_load_safetensors");
+        std::map<std::string, Array> all;
+        MapStringToArrayIterator it(mlx_map_string_to_array_iterator_new(arrays.get()));
+        for (;;) {
+          const char* key = nullptr;
+          Array value;
+          int rc = mlx_map_string_to_array_iterator_next(&key, value.out(), it.get());
+          if (rc == 2) break;
+          check(rc, "mlx_map_string_to_array_iterator_next");
+          all.emplace(key, std::move(value));
+        }
+        auto ends_with = [](const std::string& s, const std::string& suffix) {
+          return s.size() >= suffix.size() && s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
+        };
+        for (auto& [name, value] : all) {
+          if (ends_with(name, ".scales") || ends_with(name, ".biases")) continue;
+          if (ends_with(name, ".weight") && mx::dtype_of(value.get()) == MLX_UINT32) {
+            const std::string prefix = name.substr(0, name.size() - 7);
+            auto s = all.find(prefix + ".scales");
+            auto b = all.find(prefix + ".biases");
+            if (s == all.end() || b == all.end()) {
+              throw std::runtime_error("quantized tensor '" + name + "' has no matching .scales and .biases");
+            }
+            auto ws = mx::shape_of(value.get());
+            auto ss = mx::shape_of(s->second.get());
+            const int packed = ws.back(), groups = ss.back();
+            // in = packed·32/bits and in = groups·group_size: try MLX's bit widths for the one that fits.
+            int bits = 0, group = 0;
+            for (int candidate : {4, 8, 2, 3, 5, 6}) {
+              if ((packed * 32) % candidate != 0) continue;
+              const int in = packed * 32 / candidate;
+              if (in % groups == 0 && (in / groups == 32 || in / groups == 64 || in / groups == 128)) {
+                bits = candidate;
+                group = in / groups;
+                break;
+              }
+            }
+            if (bits == 0) throw std::runtime_error("cannot infer the quantization of '" + name + "'");
+            if (name == "model.embed_tokens.weight") {
+              Array dense = mx::dequantize(value.get(), s->second.get(), b->second.get(), group, bits, MLX_FLOAT32);
+              m->set_weight(name, std::move(dense));
+            } else {
+              m->set_quantized(name, mx::ref(value.get()), mx::ref(s->second.get()), mx::ref(b->second.get()), bits,
+                               group);
+            }
+          } else {
+            m->set_weight(name, mx::ref(value.get()));
+          }
+          taken.push_back(name);
+          value.reset();  // the lazy load of this tensor is done with
+        }
+      } catch (const std::exception& e) {
+        throw std::runtime_error(path + ": " + e.what());
+      }
+      return [taken](Napi::Env env) -> Napi::Value {
+        Napi::Array out = Napi::Array::New(env, taken.size());
+        for (size_t i = 0; i < taken.size(); ++i) out.Set(static_cast<uint32_t>(i), taken[i]);
+        return out;
+      };
+    });
+  }
+
+  Napi::Value Finalize_(const Napi::CallbackInfo& info) {
+    auto m = live(info);
+    return run_on_mlx(info.Env(), [m](MlxThread&) {
+      m->finalize();
+      return settle_undefined();
+    });
+  }
+
+  // logits(batch, { lora? }): Promise<Tensor> [B, L, V] float32
+  Napi::Value Logits(const Napi::CallbackInfo& info) {
+    auto m = live(info);
+    auto input = std::make_shared<model::BatchInput>(model::BatchInput::parse(info[0], false));
+    bool use_lora = !(info.Length() > 1 && info[1].IsObject() && info[1].As<Napi::Object>().Get("lora").IsBoolean() &&
+                      !info[1].As<Napi::Object>().Get("lora").As<Napi::Boolean>().Value());
+    return run_on_mlx(info.Env(), [m, input, use_lora](MlxThread&) {
+      model::BatchArrays arrays(*input);
+      std::vector<mlx_array> lora = m->lora_views();
+      model::ForwardOptions options;
+      options.lora = use_lora ? &lora : nullptr;
+      return settle_tensor(evaluated(m->logits(arrays.view(), options)));
+    });
+  }
+
+  // loss(batch): Promise<{ loss, tokens }>: summed cross-entropy and supervised token count
+  Napi::Value Loss(const Napi::CallbackInfo& info) {
+    auto m = live(info);
+    auto input = std::make_shared<model::BatchInput>(model::BatchInput::parse(info[0], true));
+    return run_on_mlx(info.Env(), [m, input](MlxThread&) -> MlxThread::Settle {
+      model::BatchArrays arrays(*input);
+      std::vector<mlx_array> lora = m->lora_views();
+      model::ForwardOptions options;
+      options.lora = &lora;
+      auto [loss, count] = m->loss(arrays.view(), arrays.targets.get(), arrays.mask.get(), options);
+      mx::eval({loss.get(), count.get()});
+      double l = mx::item<float>(loss.get());
+      double c = mx::item<float>(count.get());
+      return [l, c](Napi::Env env) -> Napi::Value {
+        Napi::Object out = Napi::Object::New(env);
+        out.Set("loss", l);
+        out.Set("tokens", c);
+        return out;
+      };
+    });
+  }
+
+  // lossAndGrads(batch, { dropoutSeed?, checkpoint? }): Promise<{ loss, tokens, grads: Record<string, Tensor> }>
+  Napi::Value LossAndGrads(const Napi::CallbackInfo& info) {
+    auto m = live(info);
+    auto input = std::make_shared<model::BatchInput>(model::BatchInput::parse(info[0], true));
+    std::optional<int64_t> seed;
+    bool checkpoint = false;
+    if (info.Length() > 1 && info[1].IsObject()) {
+      auto o = info[1].As<Napi::Object>();
+      if (o.Get("dropoutSeed").IsNumber()) seed = o.Get("dropoutSeed").As<Napi::Number>().Int64Value();
+      if (o.Get("checkpoint").IsBoolean()) checkpoint = o.Get("checkpoint").As<Napi::Boolean>().Value();
+    }
+    return run_on_mlx(info.Env(), [m, input, seed, checkpoint](MlxThread&) -> MlxThread::Settle {
+      model::BatchArrays arrays(*input);
+      Array key = seed ? mx::random_key(static_cast<uint64_t>(*seed)) : Array();
+      auto result = m->loss_and_grads(arrays.view(), arrays.targets.get(), arrays.mask.get(),
+                                      key.empty() ? mlx_array{} : key.get(), checkpoint);
+      std::vector<mlx_array> all{result.loss.get(), result.count.get()};
+      for (auto& g : result.grads) all.push_back(g.get());
+      mx::eval(all);
+      double l = mx::item<float>(result.loss.get());
+      double c = mx::item<float>(result.count.get());
+      std::vector<std::pair<std::string, ArrayRef>> grads;
+      for (size_t i = 0; i < result.grads.size(); ++i) {
+        grads.emplace_back(m->lora_names()[i], evaluated(std::move(result.grads[i])));
+      }
+      return [l, c, grads](Napi::Env env) -> Napi::Value {
+        Napi::Object out = Napi::Object::New(env);
+        out.Set("loss", l);
+        out.Set("tokens", c);
+        Napi::Object g = Napi::Object::New(env);
+        for (auto& [name, box] : grads) g.Set(name, Tensor::Wrap(env, box));
+        out.Set("grads", g);
+        return out;
+      };
+    });
+  }
+
+  Napi::Value LoraParameters(const Napi::CallbackInfo& info) {
+    auto m = live(info);
+    return run_on_mlx(info.Env(), [m](MlxThread&) -> MlxThread::Settle {
+      std::vector<std::pair<std::string, ArrayRef>> params;
+      for (size_t i = 0; i < m->lora_params().size(); ++i) {
+        params.emplace_back(m->lora_names()[i], evaluated(mx::ref(m->lora_params()[i].get())));
+      }
+      return [params](Napi::Env env) -> Napi::Value {
+        Napi::Object out = Napi::Object::New(env);
+        for (auto& [name, box] : params) out.Set(name, Tensor::Wrap(env, box));
+        return out;
+      };
+    });
+  }
+
+  // setLoraParameters(record): replaces some or all; names and shapes must match.
+  Napi::Value SetLoraParameters(const Napi::CallbackInfo& info) {
+    auto m = live(info);
+    if (info.Length() < 1 || !info[0].IsObject()) throw Napi::TypeError::New(info.Env(), "argument 'params' must be an object");
+    auto obj = info[0].As<Napi::Object>();
+    std::vector<std::pair<std::string, ArrayRef>> updates;
+    Napi::Array keys = obj.GetPropertyNames();
+    for (uint32_t i = 0; i < keys.Length(); ++i) {
+      std::string k = keys.Get(i).ToString().Utf8Value();
+      updates.emplace_back(k, Tensor::From(obj.Get(k), k.c_str()));
+    }
+    return run_on_mlx(info.Env(), [m, updates](MlxThread&) {
+      for (const auto& [name, box] : updates) {
+        const auto& names = m->lora_names();
+        auto it = std::find(names.begin(), names.end(), name);
+        if (it == names.end()) throw std::runtime_error("no LoRA parameter named '" + name + "'");
+        Array& slot = m->lora_params()[it - names.begin()];
+        if (mx::shape_of(slot.get()) != box->shape) {
+          throw std::runtime_error("LoRA parameter '" + name + "' has a different shape");
+        }
+        slot = mx::astype(box->array.get(), m->lora_options().dtype);
+        mx::eval({slot.get()});
+      }
+      return settle_undefined();
+    });
+  }
+
+  Napi::Value SetLoraEnabled(const Napi::CallbackInfo& info) {
+    auto m = live(info);
+    bool enabled = args::bool_at(info, 0, "enabled");
+    return run_on_mlx(info.Env(), [m, enabled](MlxThread&) {
+      m->set_lora_enabled(enabled);
+      return settle_undefined();
+    });
+  }
+
+  // fusedWeight(layer, projection, dtype?): Promise<Tensor> [out, in]
+  Napi::Value FusedWeight(const Napi::CallbackInfo& info) {
+    auto m = live(info);
+    int layer = static_cast<int>(args::int_at(info, 0, "layer"));
+    std::string proj = args::string_at(info, 1, "projection");
+    mlx_dtype dtype = MLX_FLOAT32;
+    if (auto d = args::optional_string_at(info, 2, "dtype")) dtype = dtype_from_name(*d);
+    int p = -1;
+    for (int i = 0; i < model::kNumProj; ++i) {
+      if (proj == model::proj_short_name(i)) p = i;
+    }
+    if (p < 0) throw Napi::TypeError::New(info.Env(), "unknown projection '" + proj + "'");
+    return run_on_mlx(info.Env(), [m, layer, p, dtype](MlxThread&) {
+      if (layer < 0 || layer >= m->config().num_layers) throw std::runtime_error("no layer " + std::to_string(layer));
+      return settle_tensor(evaluated(m->fused_weight(layer, p, dtype)));
+    });
+  }
+
+  Napi::Value Info(const Napi::CallbackInfo& info) {
+    auto m = live(info);
+    return run_on_mlx(info.Env(), [m](MlxThread&) -> MlxThread::Settle {
+      size_t base = m->base_bytes(), lora = m->lora_bytes(), params = m->lora_parameter_count();
+      auto names = m->lora_names();
+      std::map<std::string, int> quant;  // "4-bit g64" → count of linears
+      for (int i = 0; i < m->config().num_layers; ++i) {
+        for (const auto& l : m->layer(i).proj) {
+          quant[l.bits ? std::to_string(l.bits) + "-bit g" + std::to_string(l.group_size) : "dense"]++;
+        }
+      }
+      return [base, lora, params, names, quant](Napi::Env env) -> Napi::Value {
+        Napi::Object out = Napi::Object::New(env);
+        out.Set("baseBytes", static_cast<double>(base));
+        out.Set("loraBytes", static_cast<double>(lora));
+        out.Set("loraParameters", static_cast<double>(params));
+        Napi::Array n = Napi::Array::New(env, names.size());
+        for (size_t i = 0; i < names.size(); ++i) n.Set(static_cast<uint32_t>(i), names[i]);
+        out.Set("loraNames", n);
+        Napi::Object q = Napi::Object::New(env);
+        for (auto& [k, v] : quant) q.Set(k, v);
+        out.Set("linearStorage", q);
+        return out;
+      };
+    });
+  }
+
+  // generator(prompt: Int32Array, { temperature, topP, topK, seed, lora }): Promise<Generator>
+  Napi::Value Generator(const Napi::CallbackInfo& info) {
+    auto m = live(info);
+    if (info.Length() < 1 || !info[0].IsTypedArray() ||
+        info[0].As<Napi::TypedArray>().TypedArrayType() != napi_int32_array) {
+      throw Napi::TypeError::New(info.Env(), "argument 'prompt' must be an Int32Array");
+    }
+    auto prompt = info[0].As<Napi::Int32Array>();
+    if (prompt.ElementLength() == 0) throw Napi::RangeError::New(info.Env(), "the prompt must hold at least one token");
+    auto state = std::make_shared<GeneratorState>();
+    state->model = m;
+    state->prompt.assign(prompt.Data(), prompt.Data() + prompt.ElementLength());
+    uint64_t seed = 0;
+    if (info.Length() > 1 && info[1].IsObject()) {
+      auto o = info[1].As<Napi::Object>();
+      if (o.Get("temperature").IsNumber()) state->sampler.temperature = o.Get("temperature").As<Napi::Number>().FloatValue();
+      if (o.Get("topP").IsNumber()) state->sampler.top_p = o.Get("topP").As<Napi::Number>().FloatValue();
+      if (o.Get("topK").IsNumber()) state->sampler.top_k = o.Get("topK").As<Napi::Number>().Int32Value();
+      if (o.Get("seed").IsNumber()) seed = static_cast<uint64_t>(o.Get("seed").As<Napi::Number>().Int64Value());
+      if (o.Get("lora").IsBoolean()) state->use_lora = o.Get("lora").As<Napi::Boolean>().Value();
+    }
+    return run_on_mlx(info.Env(), [state, seed](MlxThread&) -> MlxThread::Settle {
+      state->key = mx::random_key(seed);
+      return [state](Napi::Env env) -> Napi::Value { return GeneratorWrap::Wrap(env, state); };
+    });
+  }
+
+  Napi::Value Dispose(const Napi::CallbackInfo& info) {
+    release_on_mlx(info.Env(), model_);
+    return info.Env().Undefined();
+  }
+
+  ModelRef model_;
+};
+Napi::FunctionReference ModelWrap::constructor;
+
+// createModel(config, build, lora): Promise<Model>
+Napi::Value CreateModel(const Napi::CallbackInfo& info) {
+  for (size_t i = 0; i < 3; ++i) {
+    if (info.Length() <= i || !info[i].IsObject()) {
+      throw Napi::TypeError::New(info.Env(), "createModel(config, build, lora) takes three objects");
+    }
+  }
+  auto config = model::parse_model_config(info[0].As<Napi::Object>());
+  auto build = model::parse_build_options(info[1].As<Napi::Object>());
+  auto lora = model::parse_lora_options(info[2].As<Napi::Object>());
+  return run_on_mlx(info.Env(), [config, build, lora](MlxThread&) -> MlxThread::Settle {
+    auto m = std::make_shared<Model>(config, build, lora);
+    return [m](Napi::Env env) -> Napi::Value { return ModelWrap::Wrap(env, m); };
+  });
+}
+
+}  // namespace
+
+void init_model(Napi::Env env, Napi::Object exports) {
+  GeneratorWrap::Init(env);
+  ModelWrap::Init(env, exports);
+  exports.Set("createModel", Napi::Function::New<CreateModel>(env, "createModel"));
+}
+
+}  // namespace mlxq
