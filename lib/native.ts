@@ -122,7 +122,9 @@ export interface NativeModel {
   loraParameters(): Promise<Record<string, NativeTensor>>;
   setLoraParameters(params: Record<string, NativeTensor>): Promise<void>;
   setLoraEnabled(enabled: boolean): Promise<void>;
-  fusedWeight(layer: number, projection: string, dtype?: DType): Promise<NativeTensor>;
+  /** Any weight by HF name, dense: dequantized, with the adapter merged into linear weights while LoRA is enabled. */
+  denseWeight(name: string, dtype?: DType): Promise<NativeTensor>;
+  weightNames(): Promise<string[]>;
   info(): Promise<NativeModelInfo>;
   generator(prompt: Int32Array, options?: { temperature?: number; topP?: number; topK?: number; seed?: number; lora?: boolean }): Promise<NativeGenerator>;
   dispose(): void;

@@ -253,6 +253,49 @@ Array Model::fused_weight(int layer, int p, mlx_dtype dtype) const {
   return mx::astype(w.get(), dtype);
 }
 
+Array Model::dense_named(const std::string& name, mlx_dtype dtype) const {
+  static const std::regex layer_re(
+      R"(^model\.layers\.(\d+)\.(input_layernorm|post_attention_layernorm|self_attn\.\w+_proj|mlp\.\w+_proj)\.(weight|bias)$)");
+  if (name == "model.embed_tokens.weight") return mx::astype(embed_.get(), dtype);
+  if (name == "model.norm.weight") return mx::astype(final_norm_.get(), dtype);
+  if (name == "lm_head.weight") {
+    if (config_.tie_word_embeddings) return mx::astype(embed_.get(), dtype);
+    return dense_weight(lm_head_, dtype);
+  }
+  std::smatch m;
+  if (std::regex_match(name, m, layer_re)) {
+    int index = std::stoi(m[1]);
+    if (index < config_.num_layers) {
+      const Layer& layer = layers_[index];
+      const std::string part = m[2];
+      if (part == "input_layernorm" && m[3] == "weight") return mx::astype(layer.attn_norm.get(), dtype);
+      if (part == "post_attention_layernorm" && m[3] == "weight") return mx::astype(layer.mlp_norm.get(), dtype);
+      for (int p = 0; p < kNumProj; ++p) {
+        if (part != kProjPaths[p]) continue;
+        if (m[3] == "weight") return fused_weight(index, p, dtype);
+        if (!layer.proj[p].bias.empty()) return mx::astype(layer.proj[p].bias.get(), dtype);
+      }
+    }
+  }
+  throw std::runtime_error("the model has no weight named '" + name + "'");
+}
+
+std::vector<std::string> Model::weight_names() const {
+  std::vector<std::string> names{"model.embed_tokens.weight"};
+  for (int i = 0; i < config_.num_layers; ++i) {
+    const std::string prefix = "model.layers." + std::to_string(i) + ".";
+    names.push_back(prefix + "input_layernorm.weight");
+    for (int p = 0; p < kNumProj; ++p) {
+      names.push_back(prefix + kProjPaths[p] + ".weight");
+      if (!layers_[i].proj[p].bias.empty()) names.push_back(prefix + kProjPaths[p] + ".bias");
+    }
+    names.push_back(prefix + "post_attention_layernorm.weight");
+  }
+  names.push_back("model.norm.weight");
+  if (!config_.tie_word_embeddings) names.push_back("lm_head.weight");
+  return names;
+}
+
 size_t Model::base_bytes() const {
   size_t n = 0;
   auto add = [&](const Array& a) {

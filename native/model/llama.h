@@ -94,6 +94,13 @@ class Model {
 
   /** W + scale·(A·B)ᵀ for a projection, dense in `dtype` (the base weight when it has no adapter). */
   Array fused_weight(int layer, int proj, mlx_dtype dtype) const;
+  /**
+   * Any weight under its HF name as a dense array: dequantized, with the adapter merged into a
+   * linear weight when LoRA is enabled. What a fused export writes.
+   */
+  Array dense_named(const std::string& name, mlx_dtype dtype) const;
+  /** HF names of every weight the model holds, in load order. */
+  std::vector<std::string> weight_names() const;
   const Layer& layer(int i) const { return layers_.at(i); }
   const Array& embed() const { return embed_; }
   const Array& final_norm() const { return final_norm_; }

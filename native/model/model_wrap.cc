@@ -113,7 +113,8 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
          InstanceMethod<&ModelWrap::LoraParameters>("loraParameters"),
          InstanceMethod<&ModelWrap::SetLoraParameters>("setLoraParameters"),
          InstanceMethod<&ModelWrap::SetLoraEnabled>("setLoraEnabled"),
-         InstanceMethod<&ModelWrap::FusedWeight>("fusedWeight"), InstanceMethod<&ModelWrap::Info>("info"),
+         InstanceMethod<&ModelWrap::DenseWeight>("denseWeight"),
+         InstanceMethod<&ModelWrap::WeightNames>("weightNames"), InstanceMethod<&ModelWrap::Info>("info"),
          InstanceMethod<&ModelWrap::Generator>("generator"), InstanceMethod<&ModelWrap::Dispose>("dispose")});
     constructor = Napi::Persistent(ctor);
     exports.Set("Model", ctor);
@@ -368,21 +369,25 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
     });
   }
 
-  // fusedWeight(layer, projection, dtype?): Promise<Tensor> [out, in]
-  Napi::Value FusedWeight(const Napi::CallbackInfo& info) {
+  // denseWeight(name, dtype?): Promise<Tensor>, dequantized, adapter merged (see Model::dense_named)
+  Napi::Value DenseWeight(const Napi::CallbackInfo& info) {
     auto m = live(info);
-    int layer = static_cast<int>(args::int_at(info, 0, "layer"));
-    std::string proj = args::string_at(info, 1, "projection");
+    std::string name = args::string_at(info, 0, "name");
     mlx_dtype dtype = MLX_FLOAT32;
-    if (auto d = args::optional_string_at(info, 2, "dtype")) dtype = dtype_from_name(*d);
-    int p = -1;
-    for (int i = 0; i < model::kNumProj; ++i) {
-      if (proj == model::proj_short_name(i)) p = i;
-    }
-    if (p < 0) throw Napi::TypeError::New(info.Env(), "unknown projection '" + proj + "'");
-    return run_on_mlx(info.Env(), [m, layer, p, dtype](MlxThread&) {
-      if (layer < 0 || layer >= m->config().num_layers) throw std::runtime_error("no layer " + std::to_string(layer));
-      return settle_tensor(evaluated(m->fused_weight(layer, p, dtype)));
+    if (auto d = args::optional_string_at(info, 1, "dtype")) dtype = dtype_from_name(*d);
+    return run_on_mlx(info.Env(), [m, name, dtype](MlxThread&) { return settle_tensor(evaluated(m->dense_named(name, dtype))); });
+  }
+
+  // weightNames(): Promise<string[]>
+  Napi::Value WeightNames(const Napi::CallbackInfo& info) {
+    auto m = live(info);
+    return run_on_mlx(info.Env(), [m](MlxThread&) -> MlxThread::Settle {
+      auto names = m->weight_names();
+      return [names](Napi::Env env) -> Napi::Value {
+        Napi::Array out = Napi::Array::New(env, names.size());
+        for (size_t i = 0; i < names.size(); ++i) out.Set(static_cast<uint32_t>(i), names[i]);
+        return out;
+      };
     });
   }
 

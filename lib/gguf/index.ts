@@ -1,0 +1,15 @@
+export { readGguf, findTensor, alignUp, GGUF_DEFAULT_ALIGNMENT, GGUF_MAGIC, GGUF_MAX_DIMS, GGUF_MAX_TENSOR_NAME_BYTES } from './reader.js';
+export type { GgufFile, GgufTensorInfo } from './reader.js';
+export { writeGguf } from './writer.js';
+export type { GgufTensorInput, WriteGgufOptions, WrittenGguf, WrittenGgufTensor } from './writer.js';
+export { GgufFormatError } from './format-error.js';
+export { GGML_TYPES, REMOVED_GGML_TYPE_IDS, ggmlTypeById, ggmlTypeByName, resolveGgmlType, ggmlTensorBytes } from './ggml-type.js';
+export type { GgmlTypeInfo, GgmlTypeName } from './ggml-type.js';
+export type { GgufValue, GgufScalar, GgufScalarType, GgufValueType, GgufTypedValue } from './value-type.js';
+export type { GgufMetadataInput, GgufMetadataEntry } from './metadata-encoding.js';
+export { resolveMetadataEntry } from './metadata-encoding.js';
+export { knownKeyType } from './known-key-types.js';
+export * from './metadata.js';
+export { dequantize, canDequantize, DEQUANTIZABLE_TYPES } from './dequantize.js';
+export { f16BitsToF32, f32ToF16Bits, bf16BitsToF32, f32ToBf16Bits, roundToF16, roundToBf16 } from './float16.js';
+export { readTensorBytes, readTensorFloat32 } from './tensor-data.js';

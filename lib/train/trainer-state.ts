@@ -1,0 +1,67 @@
+import { readFileSync } from 'node:fs';
+import { z } from 'zod';
+
+/**
+ * What a checkpoint must remember, besides tensors, for a resumed run to continue exactly where
+ * the interrupted one stopped: the position in the data, the random state, the schedule, and the
+ * bookkeeping behind early stopping and the non-finite step limit.
+ */
+
+export const TRAINER_STATE_FILE = 'trainer-state.json';
+export const TRAINER_STATE_FORMAT = 1;
+
+/** The fields the trainer provides. */
+export const trainerStateInputSchema = z.strictObject({
+  /** Optimizer updates completed; the next update has (0-based) index `step`. */
+  step: z.int().min(0),
+  /** 0-based epoch in progress. */
+  epoch: z.int().min(0),
+  /** Opaque position of the data iterator, as it reported it. */
+  data_cursor: z.json(),
+  /** Opaque random-generator state (dropout, shuffling). */
+  rng_state: z.json(),
+  /** The schedule this run follows, so a resume can check it computes the same rates. */
+  schedule: z.strictObject({
+    total_steps: z.int().min(1),
+    /** The rate of the last update, for people reading the file. */
+    learning_rate: z.number().min(0),
+  }),
+  /** Lowest validation loss so far and the step it was measured at. */
+  best: z.strictObject({ metric: z.number(), step: z.int().min(0) }).nullable(),
+  /** Validation loss measured at this very step, or null; retention keeps the lowest. */
+  eval_loss: z.number().nullable(),
+  /** Evaluations since the last new best, for early stopping. */
+  evals_since_best: z.int().min(0),
+  /** Updates skipped so far for a NaN/Inf loss or gradient. */
+  nonfinite_count: z.int().min(0),
+  /** `trainConfigHash` of the run's config. */
+  config_hash: z.string().regex(/^[0-9a-f]{64}$/, 'expected a sha256 hex digest'),
+});
+
+/** The file on disk: the trainer's fields plus what the checkpoint store adds when it writes. */
+export const trainerStateSchema = trainerStateInputSchema.extend({
+  format_version: z.literal(TRAINER_STATE_FORMAT),
+  created_at: z.iso.datetime(),
+  library_version: z.string().min(1),
+  /** Every other file of the checkpoint and its size in bytes, to tell a complete folder. */
+  files: z.record(z.string(), z.int().min(0)),
+});
+
+export type TrainerStateInput = z.input<typeof trainerStateInputSchema>;
+export type TrainerState = z.output<typeof trainerStateSchema>;
+
+const packageJsonSchema = z.object({ version: z.string().min(1) });
+let cachedVersion: string | undefined;
+
+/** This library's version from package.json (two levels up from lib/train and dist/train alike). */
+export function libraryVersion(): string {
+  if (cachedVersion === undefined) {
+    try {
+      const text = readFileSync(new URL('../../package.json', import.meta.url), 'utf8');
+      cachedVersion = packageJsonSchema.parse(JSON.parse(text)).version;
+    } catch {
+      cachedVersion = '0.0.0-unknown';
+    }
+  }
+  return cachedVersion;
+}
