@@ -10,6 +10,7 @@ import { readGguf } from '../gguf/reader.js';
 import { native, type DType, type NativeBuildOptions, type NativeModel } from '../native.js';
 import { architectureFromGguf, architectureFromHf, type Architecture } from './architecture.js';
 import { ggufRopePeriods, loadGgufWeights } from './gguf-weights.js';
+import { loadAdapterWeights, loraSettingsOfAdapter } from './adapter.js';
 import { nativeLoraOptions, type LoraSettings } from './lora-options.js';
 import { resolveModelSource, type ModelSource } from './source.js';
 
@@ -21,6 +22,8 @@ export interface LoadModelOptions {
   /** How quantized linears are computed; 'auto' picks the fastest kernel for the backend. */
   kernel?: 'auto' | NativeBuildOptions['kernel'];
   lora?: LoraSettings;
+  /** An adapter folder (adapter_config.json + adapters.safetensors) to load onto the base; overrides `lora`. */
+  adapter?: string;
   ollamaModelsDir?: string;
 }
 
@@ -75,7 +78,24 @@ async function defaultBuild(options: LoadModelOptions, mlxQuantization?: { bits:
   };
 }
 
+async function loraFor(options: LoadModelOptions, numLayers: number): Promise<LoraSettings | undefined> {
+  return options.adapter ? loraSettingsOfAdapter(options.adapter, numLayers) : options.lora;
+}
+
 export async function loadModel(spec: string, options: LoadModelOptions = {}): Promise<LoadedModel> {
+  const loaded = await loadBase(spec, options);
+  if (options.adapter) {
+    try {
+      await loadAdapterWeights(loaded, options.adapter);
+    } catch (error) {
+      loaded.dispose();
+      throw error;
+    }
+  }
+  return loaded;
+}
+
+async function loadBase(spec: string, options: LoadModelOptions): Promise<LoadedModel> {
   const source = await resolveModelSource(spec, options.ollamaModelsDir ? { ollamaModelsDir: options.ollamaModelsDir } : {});
   let architecture: Architecture;
   let build: NativeBuildOptions;
@@ -86,7 +106,7 @@ export async function loadModel(spec: string, options: LoadModelOptions = {}): P
     architecture = architectureFromHf(json, configPath);
     const q = mlxQuantizationSchema.safeParse((json as { quantization?: unknown }).quantization);
     build = await defaultBuild(options, q.success ? { bits: q.data.bits, groupSize: q.data.group_size } : undefined);
-    model = await native().createModel(architecture, build, nativeLoraOptions(options.lora, architecture.numLayers));
+    model = await native().createModel(architecture, build, nativeLoraOptions(await loraFor(options, architecture.numLayers), architecture.numLayers));
     try {
       for (const file of await hfWeightFiles(source.path)) await model.loadSafetensors(file);
       await model.finalize();
@@ -100,7 +120,7 @@ export async function loadModel(spec: string, options: LoadModelOptions = {}): P
     const periods = await ggufRopePeriods(file, architecture.headDim, architecture.ropeTheta);
     if (periods) architecture.ropePeriods = periods;
     build = await defaultBuild(options);
-    model = await native().createModel(architecture, build, nativeLoraOptions(options.lora, architecture.numLayers));
+    model = await native().createModel(architecture, build, nativeLoraOptions(await loraFor(options, architecture.numLayers), architecture.numLayers));
     try {
       await loadGgufWeights(model, file);
       await model.finalize();
