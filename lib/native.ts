@@ -126,6 +126,21 @@ export interface NativeModel {
   denseWeight(name: string, dtype?: DType): Promise<NativeTensor>;
   weightNames(): Promise<string[]>;
   info(): Promise<NativeModelInfo>;
+  /** Adds one micro-batch's gradients (of the summed loss) to the accumulator. */
+  accumulateGradients(batch: NativeBatch, options?: { dropoutSeed?: number; checkpoint?: boolean }): Promise<{ loss: number; tokens: number }>;
+  /** AdamW on the accumulated gradients divided by their supervised token count; clears them. */
+  applyOptimizer(options: {
+    learningRate: number;
+    beta1?: number;
+    beta2?: number;
+    eps?: number;
+    weightDecay?: number;
+    maxGradNorm?: number;
+  }): Promise<{ gradNorm: number; lossSum: number; tokens: number; skipped: boolean; step: number }>;
+  clearGradients(): Promise<void>;
+  /** AdamW moments as m.<name> / v.<name>, and the update count. */
+  optimizerState(): Promise<{ step: number; tensors: Record<string, NativeTensor> }>;
+  setOptimizerState(tensors: Record<string, NativeTensor>, step: number): Promise<void>;
   generator(prompt: Int32Array, options?: { temperature?: number; topP?: number; topK?: number; seed?: number; lora?: boolean }): Promise<NativeGenerator>;
   dispose(): void;
 }

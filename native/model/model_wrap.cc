@@ -9,6 +9,7 @@
 #include "errors.h"
 #include "model/batch_input.h"
 #include "model/llama.h"
+#include "model/optimizer.h"
 #include "model/sampler.h"
 #include "mx.h"
 #include "tensor.h"
@@ -115,7 +116,13 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
          InstanceMethod<&ModelWrap::SetLoraEnabled>("setLoraEnabled"),
          InstanceMethod<&ModelWrap::DenseWeight>("denseWeight"),
          InstanceMethod<&ModelWrap::WeightNames>("weightNames"), InstanceMethod<&ModelWrap::Info>("info"),
-         InstanceMethod<&ModelWrap::Generator>("generator"), InstanceMethod<&ModelWrap::Dispose>("dispose")});
+         InstanceMethod<&ModelWrap::Generator>("generator"),
+         InstanceMethod<&ModelWrap::AccumulateGradients>("accumulateGradients"),
+         InstanceMethod<&ModelWrap::ApplyOptimizer>("applyOptimizer"),
+         InstanceMethod<&ModelWrap::ClearGradients>("clearGradients"),
+         InstanceMethod<&ModelWrap::OptimizerState>("optimizerState"),
+         InstanceMethod<&ModelWrap::SetOptimizerState>("setOptimizerState"),
+         InstanceMethod<&ModelWrap::Dispose>("dispose")});
     constructor = Napi::Persistent(ctor);
     exports.Set("Model", ctor);
   }
@@ -127,8 +134,12 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
   explicit ModelWrap(const Napi::CallbackInfo& info) : Napi::ObjectWrap<ModelWrap>(info) {
     if (info.Length() != 1 || !info[0].IsExternal()) throw Napi::TypeError::New(info.Env(), "use createModel()");
     model_ = std::move(*info[0].As<Napi::External<ModelRef>>().Data());
+    optimizer_ = std::make_shared<model::LoraOptimizer>();
   }
-  void Finalize(Napi::Env env) override { release_on_mlx(env, model_); }
+  void Finalize(Napi::Env env) override {
+    release_on_mlx(env, model_);
+    release_on_mlx(env, optimizer_);
+  }
 
  private:
   ModelRef live(const Napi::CallbackInfo& info) {
@@ -445,12 +456,123 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
     });
   }
 
+  // accumulateGradients(batch, { dropoutSeed?, checkpoint? }): Promise<{ loss, tokens }>
+  Napi::Value AccumulateGradients(const Napi::CallbackInfo& info) {
+    auto m = live(info);
+    auto opt = optimizer_;
+    auto input = std::make_shared<model::BatchInput>(model::BatchInput::parse(info[0], true));
+    std::optional<int64_t> seed;
+    bool checkpoint = false;
+    if (info.Length() > 1 && info[1].IsObject()) {
+      auto o = info[1].As<Napi::Object>();
+      if (o.Get("dropoutSeed").IsNumber()) seed = o.Get("dropoutSeed").As<Napi::Number>().Int64Value();
+      if (o.Get("checkpoint").IsBoolean()) checkpoint = o.Get("checkpoint").As<Napi::Boolean>().Value();
+    }
+    return run_on_mlx(info.Env(), [m, opt, input, seed, checkpoint](MlxThread&) -> MlxThread::Settle {
+      model::BatchArrays arrays(*input);
+      Array key = seed ? mx::random_key(static_cast<uint64_t>(*seed)) : Array();
+      auto [loss, tokens] = opt->accumulate(*m, arrays.view(), arrays.targets.get(), arrays.mask.get(),
+                                            key.empty() ? mlx_array{} : key.get(), checkpoint);
+      return [loss, tokens](Napi::Env env) -> Napi::Value {
+        Napi::Object out = Napi::Object::New(env);
+        out.Set("loss", loss);
+        out.Set("tokens", tokens);
+        return out;
+      };
+    });
+  }
+
+  // applyOptimizer({ learningRate, beta1?, beta2?, eps?, weightDecay?, maxGradNorm? }):
+  // Promise<{ gradNorm, lossSum, tokens, skipped, step }>
+  Napi::Value ApplyOptimizer(const Napi::CallbackInfo& info) {
+    auto m = live(info);
+    auto opt = optimizer_;
+    if (info.Length() < 1 || !info[0].IsObject()) throw Napi::TypeError::New(info.Env(), "argument 'options' must be an object");
+    auto o = info[0].As<Napi::Object>();
+    model::AdamWOptions a;
+    auto number = [&](const char* key, float& slot, bool required) {
+      Napi::Value v = o.Get(key);
+      if (v.IsNumber()) slot = v.As<Napi::Number>().FloatValue();
+      else if (required || !v.IsUndefined()) throw Napi::TypeError::New(info.Env(), std::string("options.") + key + " must be a number");
+    };
+    number("learningRate", a.learning_rate, true);
+    number("beta1", a.beta1, false);
+    number("beta2", a.beta2, false);
+    number("eps", a.eps, false);
+    number("weightDecay", a.weight_decay, false);
+    number("maxGradNorm", a.max_grad_norm, false);
+    return run_on_mlx(info.Env(), [m, opt, a](MlxThread&) -> MlxThread::Settle {
+      auto r = opt->apply(*m, a);
+      const double step = static_cast<double>(opt->step());
+      return [r, step](Napi::Env env) -> Napi::Value {
+        Napi::Object out = Napi::Object::New(env);
+        out.Set("gradNorm", r.grad_norm);
+        out.Set("lossSum", r.loss_sum);
+        out.Set("tokens", r.tokens);
+        out.Set("skipped", r.skipped);
+        out.Set("step", step);
+        return out;
+      };
+    });
+  }
+
+  Napi::Value ClearGradients(const Napi::CallbackInfo& info) {
+    auto opt = optimizer_;
+    live(info);
+    return run_on_mlx(info.Env(), [opt](MlxThread&) {
+      opt->clear_gradients();
+      return settle_undefined();
+    });
+  }
+
+  // optimizerState(): Promise<{ step, tensors: Record<string, Tensor> }> (m.<name>, v.<name>)
+  Napi::Value OptimizerState(const Napi::CallbackInfo& info) {
+    auto m = live(info);
+    auto opt = optimizer_;
+    return run_on_mlx(info.Env(), [m, opt](MlxThread&) -> MlxThread::Settle {
+      std::vector<std::pair<std::string, ArrayRef>> tensors;
+      for (const auto& [name, arr] : opt->state(*m)) tensors.emplace_back(name, evaluated(mx::ref(arr)));
+      const double step = static_cast<double>(opt->step());
+      return [tensors, step](Napi::Env env) -> Napi::Value {
+        Napi::Object out = Napi::Object::New(env);
+        out.Set("step", step);
+        Napi::Object t = Napi::Object::New(env);
+        for (auto& [name, box] : tensors) t.Set(name, Tensor::Wrap(env, box));
+        out.Set("tensors", t);
+        return out;
+      };
+    });
+  }
+
+  // setOptimizerState(tensors: Record<string, Tensor>, step: number): Promise<void>
+  Napi::Value SetOptimizerState(const Napi::CallbackInfo& info) {
+    auto m = live(info);
+    auto opt = optimizer_;
+    if (info.Length() < 1 || !info[0].IsObject()) throw Napi::TypeError::New(info.Env(), "argument 'tensors' must be an object");
+    auto obj = info[0].As<Napi::Object>();
+    std::vector<std::pair<std::string, ArrayRef>> entries;
+    Napi::Array keys = obj.GetPropertyNames();
+    for (uint32_t i = 0; i < keys.Length(); ++i) {
+      std::string k = keys.Get(i).ToString().Utf8Value();
+      entries.emplace_back(k, Tensor::From(obj.Get(k), k.c_str()));
+    }
+    int64_t step = args::int_at(info, 1, "step");
+    return run_on_mlx(info.Env(), [m, opt, entries, step](MlxThread&) {
+      std::vector<std::pair<std::string, Array>> state;
+      for (const auto& [k, box] : entries) state.emplace_back(k, mx::ref(box->array.get()));
+      opt->set_state(*m, state, step);
+      return settle_undefined();
+    });
+  }
+
   Napi::Value Dispose(const Napi::CallbackInfo& info) {
     release_on_mlx(info.Env(), model_);
+    release_on_mlx(info.Env(), optimizer_);
     return info.Env().Undefined();
   }
 
   ModelRef model_;
+  std::shared_ptr<model::LoraOptimizer> optimizer_;
 };
 Napi::FunctionReference ModelWrap::constructor;
 

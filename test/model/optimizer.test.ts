@@ -1,0 +1,201 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { loadModel, type LoadedModel } from '../../lib/model/load-model.js';
+import type { NativeBatch } from '../../lib/native.js';
+import { tensor, toTypedArray, type Tensor } from '../../lib/tensor.js';
+import { makeTinyModel, type TinyModel } from '../fixtures/tiny-model.js';
+import { seededFloats } from '../helpers/reference.js';
+
+const rows = [
+  [1, 17, 42, 5, 260, 99, 3, 77, 150],
+  [1, 8, 201, 64, 33, 9],
+  [1, 250, 251, 252, 7, 7, 7, 19, 20, 21, 22],
+  [1, 90, 91],
+];
+
+function batchOf(rs: number[][]): NativeBatch {
+  const length = Math.max(...rs.map((r) => r.length)) - 1;
+  const tokens = new Int32Array(rs.length * length);
+  const targets = new Int32Array(rs.length * length);
+  const mask = new Float32Array(rs.length * length);
+  rs.forEach((r, b) => {
+    for (let i = 0; i + 1 < r.length; i++) {
+      tokens[b * length + i] = r[i]!;
+      targets[b * length + i] = r[i + 1]!;
+      mask[b * length + i] = i >= 1 ? 1 : 0;
+    }
+  });
+  return { shape: [rs.length, length], tokens, targets, mask };
+}
+
+async function snapshot(model: LoadedModel): Promise<Map<string, Float32Array>> {
+  const out = new Map<string, Float32Array>();
+  for (const [name, t] of Object.entries(await model.native.loraParameters())) {
+    out.set(name, (await toTypedArray(t)) as Float32Array);
+    t.dispose();
+  }
+  return out;
+}
+
+function maxRelDiff(a: Map<string, Float32Array>, b: Map<string, Float32Array>): number {
+  let num = 0;
+  let den = 0;
+  for (const [name, x] of a) {
+    const y = b.get(name)!;
+    for (let i = 0; i < x.length; i++) {
+      num = Math.max(num, Math.abs(x[i]! - y[i]!));
+      den = Math.max(den, Math.abs(x[i]!));
+    }
+  }
+  return num / den;
+}
+
+describe('gradient accumulation and AdamW', () => {
+  let tiny: TinyModel;
+  const open = async (): Promise<LoadedModel> => {
+    const m = await loadModel(tiny.hfDir, { quantization: 'none', lora: { rank: 4, alpha: 8, targets: 'all-linear', seed: 2 } });
+    // Non-zero B so every parameter gets a gradient from the first step.
+    const params = await m.native.loraParameters();
+    const updates: Record<string, Tensor> = {};
+    let seed = 40;
+    for (const [name, t] of Object.entries(params)) {
+      if (name.endsWith('lora_b')) updates[name] = await tensor(seededFloats(t.shape[0]! * t.shape[1]!, seed++).map((v) => v * 0.05), t.shape);
+    }
+    await m.native.setLoraParameters(updates);
+    return m;
+  };
+  beforeAll(async () => {
+    tiny = await makeTinyModel({ layers: 2, hidden: 64, heads: 4, kvHeads: 2, intermediate: 128, vocab: 300, seed: 13 });
+  });
+  afterAll(async () => tiny?.cleanup());
+
+  it('batch 4 × accumulation 1 and batch 1 × accumulation 4 give the same update', async () => {
+    const a = await open();
+    const b = await open();
+    try {
+      // Summed-loss gradients: one batch of 4 rows against the sum of the 4 rows alone.
+      const whole4 = await a.native.lossAndGrads(batchOf(rows));
+      const parts = await Promise.all(rows.map((r) => a.native.lossAndGrads(batchOf([r]))));
+      let gNum = 0;
+      let gDen = 0;
+      for (const name of Object.keys(whole4.grads)) {
+        const w = (await toTypedArray(whole4.grads[name]!)) as Float32Array;
+        const sum = new Float64Array(w.length);
+        for (const p of parts) ((await toTypedArray(p.grads[name]!)) as Float32Array).forEach((v, i) => (sum[i]! += v));
+        w.forEach((v, i) => {
+          gNum += (v - sum[i]!) ** 2;
+          gDen += v * v;
+        });
+      }
+      expect(Math.sqrt(gNum / gDen)).toBeLessThan(1e-5);
+      // AdamW's first step is nearly sign(g) where |g| is tiny next to ε, which magnifies float
+      // rounding of near-zero gradients; ε = 1e-4 keeps the comparison about accumulation.
+      const options = { learningRate: 1e-2, weightDecay: 0.01, maxGradNorm: 1, eps: 1e-4 };
+      const start = await snapshot(a);
+      const whole = await a.native.accumulateGradients(batchOf(rows));
+      const ra = await a.native.applyOptimizer(options);
+      let tokens = 0;
+      for (const r of rows) tokens += (await b.native.accumulateGradients(batchOf([r]))).tokens;
+      const rb = await b.native.applyOptimizer(options);
+      expect(tokens).toBe(whole.tokens);
+      expect(rb.tokens).toBe(ra.tokens);
+      expect(Math.abs(rb.lossSum - ra.lossSum) / ra.lossSum).toBeLessThan(1e-5);
+      expect(Math.abs(rb.gradNorm - ra.gradNorm) / ra.gradNorm).toBeLessThan(1e-5);
+      // The updates, compared as vectors: ‖Δa − Δb‖ / ‖Δa‖.
+      const pa = await snapshot(a);
+      const pb = await snapshot(b);
+      let num = 0;
+      let den = 0;
+      for (const [name, p0] of start) {
+        for (let i = 0; i < p0.length; i++) {
+          const da = pa.get(name)![i]! - p0[i]!;
+          const db = pb.get(name)![i]! - p0[i]!;
+          num += (da - db) ** 2;
+          den += da ** 2;
+        }
+      }
+      expect(Math.sqrt(num / den)).toBeLessThan(1e-5);
+    } finally {
+      a.dispose();
+      b.dispose();
+    }
+  });
+
+  it('applies AdamW with bias correction, decoupled weight decay and global-norm clipping', async () => {
+    const m = await open();
+    try {
+      const before = await snapshot(m);
+      const grads = await m.native.lossAndGrads(batchOf(rows));
+      const g = new Map<string, Float32Array>();
+      for (const [name, t] of Object.entries(grads.grads)) g.set(name, Float32Array.from((await toTypedArray(t)) as Float32Array, (v) => v / grads.tokens));
+      const norm = Math.sqrt([...g.values()].reduce((s, v) => s + v.reduce((t, x) => t + x * x, 0), 0));
+      const lr = 1e-2;
+      const wd = 0.1;
+      const maxNorm = norm / 2;
+      await m.native.accumulateGradients(batchOf(rows));
+      const r = await m.native.applyOptimizer({ learningRate: lr, weightDecay: wd, maxGradNorm: maxNorm, beta1: 0.9, beta2: 0.99, eps: 1e-8 });
+      expect(r.step).toBe(1);
+      expect(Math.abs(r.gradNorm - norm) / norm).toBeLessThan(1e-5);
+      const after = await snapshot(m);
+      const clip = maxNorm / (norm + 1e-6);
+      for (const [name, p0] of before) {
+        const gi = g.get(name)!;
+        const p1 = after.get(name)!;
+        for (let i = 0; i < p0.length; i += 7) {
+          const gc = gi[i]! * clip;
+          const mHat = ((1 - 0.9) * gc) / (1 - 0.9);
+          const vHat = ((1 - 0.99) * gc * gc) / (1 - 0.99);
+          const expected = p0[i]! * (1 - lr * wd) - (lr * mHat) / (Math.sqrt(vHat) + 1e-8);
+          expect(p1[i]).toBeCloseTo(expected, 5);
+        }
+      }
+    } finally {
+      m.dispose();
+    }
+  });
+
+  it('a non-finite gradient skips the update and leaves the parameters alone', async () => {
+    const m = await open();
+    try {
+      const params = await m.native.loraParameters();
+      const [name, t] = Object.entries(params).find(([n]) => n.endsWith('lora_a'))!;
+      const poisoned = (await toTypedArray(t)) as Float32Array;
+      poisoned[0] = Number.NaN;
+      await m.native.setLoraParameters({ [name]: await tensor(poisoned, t.shape) });
+      const before = await snapshot(m);
+      await m.native.accumulateGradients(batchOf(rows));
+      const r = await m.native.applyOptimizer({ learningRate: 1e-2 });
+      expect(r.skipped).toBe(true);
+      expect(r.step).toBe(0);
+      const after = await snapshot(m);
+      for (const [n, v] of before) expect(Buffer.from(after.get(n)!.buffer).equals(Buffer.from(v.buffer))).toBe(true);
+    } finally {
+      m.dispose();
+    }
+  });
+
+  it('optimizer state round-trips: a restored model takes the identical next step', async () => {
+    const a = await open();
+    const b = await open();
+    try {
+      const options = { learningRate: 5e-3, weightDecay: 0.01 };
+      for (let s = 0; s < 2; s++) {
+        await a.native.accumulateGradients(batchOf(rows.slice(s, s + 2)));
+        await a.native.applyOptimizer(options);
+      }
+      const state = await a.native.optimizerState();
+      expect(state.step).toBe(2);
+      await b.native.setLoraParameters(await a.native.loraParameters());
+      await b.native.setOptimizerState(state.tensors, state.step);
+      await a.native.accumulateGradients(batchOf(rows));
+      await b.native.accumulateGradients(batchOf(rows));
+      const ra = await a.native.applyOptimizer(options);
+      const rb = await b.native.applyOptimizer(options);
+      expect(rb.step).toBe(3);
+      expect(rb.lossSum).toBe(ra.lossSum);
+      expect(maxRelDiff(await snapshot(a), await snapshot(b))).toBe(0);
+    } finally {
+      a.dispose();
+      b.dispose();
+    }
+  });
+});
