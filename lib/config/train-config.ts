@@ -94,7 +94,8 @@ const quantizationSchema = z.union([z.literal('none'), quantizationFields]);
 export const LR_SCHEDULES = ['cosine', 'linear', 'constant'] as const;
 export type LrScheduleName = (typeof LR_SCHEDULES)[number];
 
-export const COMPUTE_DTYPES = ['float16', 'bfloat16', 'float32'] as const;
+/** `auto`: float32 on MLX's CPU backend (fastest and exact there), bfloat16 on a GPU. */
+export const COMPUTE_DTYPES = ['auto', 'float16', 'bfloat16', 'float32'] as const;
 
 const DEFAULT_EPOCHS = 3;
 
@@ -116,7 +117,7 @@ const trainingFields = z.strictObject({
   seed: z.int().min(0).max(0xffff_ffff).default(42),
   grad_checkpointing: z.boolean().default(true),
   /** Activation dtype; LoRA weights and optimizer moments stay float32. */
-  compute_dtype: z.enum(COMPUTE_DTYPES).default('float16'),
+  compute_dtype: z.enum(COMPUTE_DTYPES).default('auto'),
   /** Updates skipped for a NaN/Inf loss or gradient; one more than this stops the run. */
   max_nonfinite_steps: z.int().min(0).default(10),
 });

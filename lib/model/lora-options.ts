@@ -1,8 +1,8 @@
 /** LoRA settings as users give them (rank, alpha, …) and as the native model takes them. */
+import { LORA_TARGETS, loraScale, type LoraTarget } from '../config/train-config.js';
 import type { DType, NativeLoraOptions } from '../native.js';
 
-export const LORA_TARGETS = ['q_proj', 'k_proj', 'v_proj', 'o_proj', 'gate_proj', 'up_proj', 'down_proj'] as const;
-export type LoraTarget = (typeof LORA_TARGETS)[number];
+export { LORA_TARGETS, loraScale, type LoraTarget };
 
 export interface LoraSettings {
   rank: number;
@@ -18,16 +18,12 @@ export interface LoraSettings {
   dtype?: DType;
 }
 
-export function loraScale(s: Pick<LoraSettings, 'rank' | 'alpha' | 'rslora'>): number {
-  return s.rslora ? s.alpha / Math.sqrt(s.rank) : s.alpha / s.rank;
-}
-
 export function nativeLoraOptions(s: LoraSettings | undefined, numLayers: number): NativeLoraOptions {
   if (!s) return { rank: 0, scale: 1, dropout: 0, targets: [], numLayers, seed: 0, dtype: 'float32' };
   const targets = s.targets === 'all-linear' ? [...LORA_TARGETS] : [...(s.targets ?? ['q_proj', 'k_proj', 'v_proj', 'o_proj'])];
   return {
     rank: s.rank,
-    scale: loraScale(s),
+    scale: loraScale({ rank: s.rank, alpha: s.alpha, rslora: s.rslora ?? false }),
     dropout: s.dropout ?? 0,
     targets,
     numLayers: Math.min(s.layers ?? numLayers, numLayers),

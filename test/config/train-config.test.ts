@@ -55,7 +55,7 @@ describe('train config defaults', () => {
       max_grad_norm: 1.0,
       seed: 42,
       grad_checkpointing: true,
-      compute_dtype: 'float16',
+      compute_dtype: 'auto',
       max_nonfinite_steps: 10,
     });
     expect(config.data).toEqual({ train: '/work/cfg/prepared', max_seq_length: 2048, packing: false });
@@ -158,7 +158,7 @@ describe('every config error names its key', () => {
     [{ 'training.max_grad_norm': null }, 'training.max_grad_norm: expected a number, got null'],
     [{ 'training.seed': 2 ** 32 }, 'training.seed: must be <= 4294967295, got 4294967296'],
     [{ 'training.grad_checkpointing': 'on' }, 'training.grad_checkpointing: expected true or false, got "on"'],
-    [{ 'training.compute_dtype': 'fp16' }, 'training.compute_dtype: expected one of float16 | bfloat16 | float32, got "fp16"'],
+    [{ 'training.compute_dtype': 'fp16' }, 'training.compute_dtype: expected one of auto | float16 | bfloat16 | float32, got "fp16"'],
     [{ 'training.max_nonfinite_steps': -1 }, 'training.max_nonfinite_steps: must be >= 0, got -1'],
     [{ 'eval.every_steps': -1 }, 'eval.every_steps: must be >= 0, got -1'],
     [{ 'eval.early_stopping_patience': 'never' }, 'eval.early_stopping_patience: expected a number, got "never"'],

@@ -1,0 +1,49 @@
+/** Mean next-token loss and perplexity of a model over a dataset split, in a fixed batch order. */
+import { EpochIterator } from '../data/epoch-iterator.js';
+import type { RecordSource } from '../data/prepared-dataset.js';
+import type { NativeModel } from '../native.js';
+import { toNativeBatch } from '../train/training-data.js';
+
+export interface DatasetLossOptions {
+  batchSize: number;
+  maxSeqLength: number;
+  padId: number;
+  /** Stop after this many batches; default all. */
+  maxBatches?: number;
+  signal?: AbortSignal;
+}
+
+export interface DatasetLoss {
+  /** Summed loss / supervised tokens. */
+  loss: number;
+  /** exp(loss); null when it overflows. */
+  perplexity: number | null;
+  tokens: number;
+  batches: number;
+}
+
+export async function datasetLoss(model: NativeModel, source: RecordSource, options: DatasetLossOptions): Promise<DatasetLoss> {
+  // Same seed every time: evaluations at different steps see the same batches.
+  const batches = new EpochIterator(source, {
+    mode: 'bucket',
+    batchSize: options.batchSize,
+    maxSeqLength: options.maxSeqLength,
+    seed: 0,
+    epochs: 1,
+    padId: options.padId,
+  });
+  let lossSum = 0;
+  let tokens = 0;
+  let count = 0;
+  for (const batch of batches) {
+    if (options.maxBatches !== undefined && count >= options.maxBatches) break;
+    if (options.signal?.aborted) break;
+    const r = await model.loss(toNativeBatch(batch));
+    lossSum += r.loss;
+    tokens += r.tokens;
+    count++;
+  }
+  const loss = tokens > 0 ? lossSum / tokens : Number.NaN;
+  const ppl = Math.exp(loss);
+  return { loss, perplexity: Number.isFinite(ppl) ? ppl : null, tokens, batches: count };
+}
