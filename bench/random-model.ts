@@ -16,7 +16,8 @@ export interface RandomModelOptions {
   packedDirectly: boolean;
 }
 
-const projections = [
+type Dims = (c: NativeModelConfig) => [number, number];
+const projections: ReadonlyArray<readonly [string, Dims]> = [
   ['self_attn.q_proj', (c: NativeModelConfig) => [c.numHeads * c.headDim, c.hiddenSize]],
   ['self_attn.k_proj', (c: NativeModelConfig) => [c.numKvHeads * c.headDim, c.hiddenSize]],
   ['self_attn.v_proj', (c: NativeModelConfig) => [c.numKvHeads * c.headDim, c.hiddenSize]],
@@ -24,7 +25,7 @@ const projections = [
   ['mlp.gate_proj', (c: NativeModelConfig) => [c.intermediateSize, c.hiddenSize]],
   ['mlp.up_proj', (c: NativeModelConfig) => [c.intermediateSize, c.hiddenSize]],
   ['mlp.down_proj', (c: NativeModelConfig) => [c.hiddenSize, c.intermediateSize]],
-] as const;
+];
 
 let state = 0x9e3779b9;
 function fillRandomWords(words: Uint32Array): void {

@@ -4,3 +4,7 @@ import type { Command } from 'commander';
 export type RegisterCommand = (program: Command) => void;
 
 export const commands: RegisterCommand[] = [];
+commands.push((await import('./prepare.js')).register);
+commands.push((await import('./inspect.js')).register);
+commands.push((await import('./generate.js')).register);
+commands.push((await import('./info.js')).register);

@@ -1,0 +1,130 @@
+/** `mlx-qlora prepare`: JSONL exports → prepared dataset (shards, manifest.json, report.json). */
+import { readFileSync } from 'node:fs';
+import { Command, InvalidArgumentError, Option } from 'commander';
+import cliProgress from 'cli-progress';
+import { prepareDataset } from '../../data/prepare.js';
+import { formatReport } from '../../data/report.js';
+import { RECORD_FORMATS, type RecordFormat } from '../../data/record.js';
+import { EMIT_FORMATS, type EmitFormat } from '../../data/emit.js';
+import { fieldMappingSchema } from '../../data/field-mapping.js';
+
+function fraction(value: string): number {
+  const n = Number(value);
+  if (!Number.isFinite(n) || n < 0 || n > 1) throw new InvalidArgumentError('expected a number between 0 and 1');
+  return n;
+}
+
+function positiveInt(value: string): number {
+  const n = Number(value);
+  if (!Number.isInteger(n) || n < 0) throw new InvalidArgumentError('expected a non-negative integer');
+  return n;
+}
+
+function mappingFile(path: string): ReturnType<typeof fieldMappingSchema.parse> {
+  let raw: unknown;
+  try {
+    raw = JSON.parse(readFileSync(path, 'utf8'));
+  } catch (e) {
+    throw new InvalidArgumentError(`${path}: ${e instanceof Error ? e.message : String(e)}`);
+  }
+  const r = fieldMappingSchema.safeParse(raw);
+  if (!r.success) throw new InvalidArgumentError(`${path}: ${r.error.issues.map((i) => `${i.path.join('.') || '(root)'}: ${i.message}`).join('; ')}`);
+  return r.data;
+}
+
+interface PrepareFlags {
+  model: string;
+  input: string[];
+  out: string;
+  template?: string;
+  format?: RecordFormat;
+  mapping?: ReturnType<typeof fieldMappingSchema.parse>;
+  reasoning: 'omit' | 'inline';
+  minQuality?: number;
+  keepUnscored: boolean;
+  minMessages: number;
+  dedupe: boolean;
+  nearDup: number | false;
+  validFraction: number;
+  testFraction: number;
+  maxSeqLength: number;
+  overlong: 'drop' | 'truncate';
+  trainOn: 'assistant' | 'last-assistant' | 'all';
+  strict: boolean;
+  emit: EmitFormat[];
+  ollamaModels?: string;
+  progress: boolean;
+}
+
+export function register(program: Command): void {
+  program
+    .command('prepare')
+    .description('tokenize, mask, filter, dedupe and split JSONL conversations into a prepared dataset')
+    .requiredOption('--model <model>', 'HF folder, tokenizer.json, .gguf file or Ollama name (supplies tokenizer and chat template)')
+    .requiredOption('--input <paths...>', 'JSONL / JSONL.gz files or folders (searched recursively)')
+    .requiredOption('--out <dir>', 'output folder')
+    .option('--template <name|file>', 'chat template: chatml, mistral, llama-3, alpaca or a .jinja file (default: the model\'s)')
+    .addOption(new Option('--format <format>', 'record format of every input (default: detected per file)').choices([...RECORD_FORMATS]))
+    .option('--mapping <file.json>', 'field-name mapping for exports whose fields are named differently', mappingFile)
+    .addOption(new Option('--reasoning <mode>', 'ICEBURG reasoning chains: omit, or inline before the answer').choices(['omit', 'inline']).default('omit'))
+    .option('--min-quality <q>', 'drop records scored below q (and unscored ones, unless --keep-unscored)', fraction)
+    .option('--keep-unscored', 'keep records without a quality score under --min-quality', false)
+    .option('--min-messages <n>', 'drop conversations with fewer messages', positiveInt, 0)
+    .option('--no-dedupe', 'keep exact and near duplicates')
+    .option('--near-dup <jaccard>', 'near-duplicate Jaccard threshold', fraction, 0.85)
+    .option('--no-near-dup', 'only remove exact duplicates')
+    .option('--valid-fraction <f>', 'share of records in the valid split', fraction, 0.05)
+    .option('--test-fraction <f>', 'share of records in the test split', fraction, 0.05)
+    .option('--max-seq-length <n>', 'maximum tokens per record', positiveInt, 2048)
+    .addOption(new Option('--overlong <policy>', 'records over --max-seq-length').choices(['drop', 'truncate']).default('drop'))
+    .addOption(new Option('--train-on <what>', 'supervised tokens').choices(['assistant', 'last-assistant', 'all']).default('assistant'))
+    .option('--strict', 'stop at the first bad line instead of reporting and skipping it', false)
+    .addOption(new Option('--emit <formats...>', 'also write the cleaned records in these formats').choices([...EMIT_FORMATS]).default([]))
+    .option('--ollama-models <dir>', 'Ollama models folder (default: $OLLAMA_MODELS or Ollama\'s default)')
+    .option('--no-progress', 'no progress bar')
+    .action(async (flags: PrepareFlags) => {
+      const bar =
+        flags.progress && process.stderr.isTTY
+          ? new cliProgress.SingleBar(
+              { stream: process.stderr, format: 'prepare |{bar}| {percentage}% {value}/{total} MB | {records} records | {eta_formatted}', hideCursor: true },
+              cliProgress.Presets.shades_classic,
+            )
+          : undefined;
+      let started = false;
+      const { report } = await prepareDataset(
+        {
+          model: flags.model,
+          inputs: flags.input,
+          outDir: flags.out,
+          ...(flags.template ? { template: flags.template } : {}),
+          ...(flags.format ? { format: flags.format } : {}),
+          ...(flags.mapping ? { mapping: flags.mapping } : {}),
+          ...(flags.ollamaModels ? { ollamaModelsDir: flags.ollamaModels } : {}),
+          ...(flags.minQuality !== undefined ? { minQuality: flags.minQuality } : {}),
+          reasoning: flags.reasoning,
+          keepUnscored: flags.keepUnscored,
+          minMessages: flags.minMessages,
+          dedupe: flags.dedupe,
+          nearDuplicateThreshold: flags.nearDup === false ? null : flags.nearDup,
+          split: { valid: flags.validFraction, test: flags.testFraction },
+          maxSeqLength: flags.maxSeqLength,
+          overlong: flags.overlong,
+          trainOn: flags.trainOn,
+          strict: flags.strict,
+          emit: flags.emit,
+        },
+        {
+          onProgress: (p) => {
+            if (!bar) return;
+            const mb = Math.round(p.bytesRead / 1e5) / 10;
+            if (!started) {
+              bar.start(Math.max(0.1, Math.round(p.totalBytes / 1e5) / 10), 0, { records: 0 });
+              started = true;
+            }
+            bar.update(mb, { records: p.records });
+          },
+        },
+      ).finally(() => bar?.stop());
+      process.stdout.write(`${formatReport(report)}\nWrote ${flags.out}/manifest.json and report.json\n`);
+    });
+}

@@ -1,0 +1,150 @@
+/**
+ * `createConversationLogger`: lets a host process (ICEBURG's runtime) append conversations as JSONL
+ * lines in ICEBURG's conversations.jsonl shape, which `prepare` reads as `iceburg-conversations`.
+ *
+ * - Each line goes out in ONE write(2) on a file opened O_APPEND, so concurrent writers (threads or
+ *   processes) never interleave inside a line and a crash cannot leave half a line of ours.
+ * - A line torn by an earlier crash of some other writer (file not ending in "\n") is closed off
+ *   with a newline before our first line, so the damage stays one bad line, reported by `prepare`.
+ * - Size-based rotation: when the file reaches `maxBytes`, it is moved to
+ *   `<name>-<UTC timestamp>-<pid>-<n>.jsonl` under a lock file; writers holding the old file notice the
+ *   rename and reopen. `prepare` reads the folder, so rotated files are included.
+ */
+import { closeSync, fstatSync, linkSync, mkdirSync, openSync, readSync, statSync, unlinkSync, writeSync } from 'node:fs';
+import { basename, dirname, extname, join } from 'node:path';
+import { z } from 'zod';
+import { ROLES } from './record.js';
+
+export const conversationLoggerOptionsSchema = z.object({
+  path: z.string(),
+  /** Rotate when the file reaches this size; 0 never rotates. */
+  maxBytes: z.number().int().nonnegative().default(64 * 1024 * 1024),
+  /** Merged into every line's metadata (e.g. model, agent). */
+  metadata: z.record(z.string(), z.unknown()).default({}),
+});
+export type ConversationLoggerOptions = z.input<typeof conversationLoggerOptionsSchema>;
+
+const loggedMessageSchema = z.object({
+  role: z.enum(ROLES),
+  content: z.string().min(1),
+  weight: z.union([z.literal(0), z.literal(1)]).optional(),
+});
+
+export const loggedConversationSchema = z.object({
+  messages: z.array(loggedMessageSchema).min(1),
+  qualityScore: z.number().min(0).max(1).nullable().default(null),
+  conversationId: z.string().optional(),
+  metadata: z.record(z.string(), z.unknown()).default({}),
+});
+export type LoggedConversation = z.input<typeof loggedConversationSchema>;
+
+export interface ConversationLogger {
+  /** Validates and appends one conversation; throws on invalid input or a failed write. */
+  log(conversation: LoggedConversation): void;
+  close(): void;
+}
+
+const LOCK_STALE_MS = 10_000;
+
+export function createConversationLogger(options: ConversationLoggerOptions): ConversationLogger {
+  const opts = conversationLoggerOptionsSchema.parse(options);
+  mkdirSync(dirname(opts.path), { recursive: true });
+  let fd = -1;
+  let inode = -1;
+
+  const openFile = (): void => {
+    fd = openSync(opts.path, 'a');
+    const st = fstatSync(fd);
+    inode = st.ino;
+    if (st.size > 0) {
+      const last = Buffer.alloc(1);
+      const reader = openSync(opts.path, 'r');
+      try {
+        readSync(reader, last, 0, 1, st.size - 1);
+      } finally {
+        closeSync(reader);
+      }
+      if (last[0] !== 0x0a) writeSync(fd, '\n');
+    }
+  };
+
+  const currentInode = (): number => {
+    try {
+      return statSync(opts.path).ino;
+    } catch {
+      return -1;
+    }
+  };
+
+  const rotate = (): void => {
+    const lock = `${opts.path}.lock`;
+    let lockFd: number;
+    try {
+      lockFd = openSync(lock, 'wx');
+    } catch {
+      // Someone else is rotating; a lock older than LOCK_STALE_MS is from a crashed writer.
+      try {
+        if (Date.now() - statSync(lock).mtimeMs > LOCK_STALE_MS) unlinkSync(lock);
+      } catch {
+        /* gone already */
+      }
+      return;
+    }
+    try {
+      const st = statSync(opts.path);
+      if (st.size >= opts.maxBytes && opts.maxBytes > 0) {
+        const ext = extname(opts.path) || '.jsonl';
+        const stamp = new Date().toISOString().replace(/[-:]/g, '').replace('.', '');
+        // link(2) refuses to replace an existing name, so an earlier rotated file is never overwritten.
+        for (let n = 0; ; n++) {
+          try {
+            linkSync(opts.path, join(dirname(opts.path), `${basename(opts.path, ext)}-${stamp}-${process.pid}-${n}${ext}`));
+            break;
+          } catch (e) {
+            if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e;
+          }
+        }
+        unlinkSync(opts.path);
+      }
+    } finally {
+      closeSync(lockFd);
+      unlinkSync(lock);
+    }
+  };
+
+  openFile();
+  return {
+    log(conversation) {
+      const c = loggedConversationSchema.parse(conversation);
+      const line = Buffer.from(
+        `${JSON.stringify({
+          messages: c.messages,
+          metadata: {
+            ...opts.metadata,
+            ...c.metadata,
+            ...(c.conversationId !== undefined ? { conversation_id: c.conversationId } : {}),
+            quality_score: c.qualityScore,
+            timestamp: new Date().toISOString(),
+          },
+        })}\n`,
+      );
+      if (currentInode() !== inode) {
+        closeSync(fd);
+        openFile();
+      }
+      const written = writeSync(fd, line);
+      if (written !== line.length) throw new Error(`${opts.path}: short write (${written} of ${line.length} bytes)`);
+      if (opts.maxBytes > 0 && fstatSync(fd).size >= opts.maxBytes) {
+        rotate();
+        if (currentInode() !== inode) {
+          closeSync(fd);
+          openFile();
+        }
+      }
+    },
+    close() {
+      if (fd >= 0) closeSync(fd);
+      fd = -1;
+    },
+  };
+}

@@ -1,0 +1,54 @@
+/**
+ * Why a line or record was rejected. Codes are stable strings: the report groups by them and tests
+ * assert them.
+ */
+export const REJECTION_REASONS = [
+  'invalid-utf8',
+  'line-too-long',
+  'broken-json',
+  'not-an-object',
+  'unknown-format',
+  'schema',
+  'empty-messages',
+  'empty-content',
+  'unknown-role',
+  'bad-weight',
+  'no-assistant-turn',
+  'invalid-generation',
+  'unscored',
+  'below-min-quality',
+  'too-few-messages',
+  'template-error',
+  'too-long',
+  'no-trained-tokens',
+] as const;
+export type RejectionReason = (typeof REJECTION_REASONS)[number];
+
+export class RecordError extends Error {
+  constructor(
+    readonly reason: RejectionReason,
+    message: string,
+  ) {
+    super(message);
+    this.name = 'RecordError';
+  }
+}
+
+export interface Rejection {
+  reason: RejectionReason;
+  file: string;
+  line: number;
+  message: string;
+}
+
+export function formatRejection(r: Rejection): string {
+  return `${r.file}:${r.line}: ${r.reason}: ${r.message}`;
+}
+
+/** Thrown by `--strict` runs at the first rejection, carrying its location. */
+export class StrictModeError extends Error {
+  constructor(readonly rejection: Rejection) {
+    super(`${formatRejection(rejection)} (stopping: --strict)`);
+    this.name = 'StrictModeError';
+  }
+}

@@ -1,0 +1,100 @@
+/**
+ * `--model` resolution: a .gguf file (tokenizer + template from its metadata), an Ollama name (GGUF
+ * blob through the manifest, template from the GGUF or mapped from Ollama's Go template), an HF
+ * folder, and `--template` overrides.
+ */
+import { createHash } from 'node:crypto';
+import { mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { beforeAll, describe, expect, it } from 'vitest';
+import { loadModelTokenizer } from '../../lib/tokenizer/load-tokenizer.js';
+import { sentencePieceGguf } from '../fixtures/tokenizers/hf-to-gguf.js';
+import { chatmlLlama2Files, llama3Files } from '../fixtures/tokenizers/real-tokenizers.js';
+import { encodeVocabGguf } from '../fixtures/tokenizers/vocab-gguf.js';
+import { BUILTIN_TEMPLATES } from '../../lib/tokenizer/builtin-templates.js';
+
+const dir = mkdtempSync(join(tmpdir(), 'mlxq-load-'));
+const withTemplate = join(dir, 'dolphin.gguf');
+const noTemplate = join(dir, 'bare.gguf');
+const store = join(dir, 'ollama');
+
+function addBlob(bytes: Buffer): { digest: string; size: number } {
+  const hex = createHash('sha256').update(bytes).digest('hex');
+  mkdirSync(join(store, 'blobs'), { recursive: true });
+  writeFileSync(join(store, 'blobs', `sha256-${hex}`), bytes);
+  return { digest: `sha256:${hex}`, size: bytes.length };
+}
+
+beforeAll(() => {
+  writeFileSync(withTemplate, encodeVocabGguf(sentencePieceGguf(chatmlLlama2Files(), BUILTIN_TEMPLATES.chatml)));
+  const bare = encodeVocabGguf(sentencePieceGguf(chatmlLlama2Files()));
+  writeFileSync(noTemplate, bare);
+  const model = addBlob(bare);
+  const template = addBlob(Buffer.from('{{ if .System }}<|im_start|>system\n{{ .System }}<|im_end|>\n{{ end }}<|im_start|>user\n{{ .Prompt }}<|im_end|>\n<|im_start|>assistant\n'));
+  const manifest = {
+    schemaVersion: 2,
+    mediaType: 'application/vnd.docker.distribution.manifest.v2+json',
+    layers: [
+      { mediaType: 'application/vnd.ollama.image.model', ...model },
+      { mediaType: 'application/vnd.ollama.image.template', ...template },
+    ],
+  };
+  const mdir = join(store, 'manifests', 'registry.ollama.ai', 'library', 'dolphin-mistral');
+  mkdirSync(mdir, { recursive: true });
+  writeFileSync(join(mdir, '7b'), JSON.stringify(manifest));
+  const hf = join(dir, 'hf');
+  mkdirSync(hf);
+  const files = llama3Files();
+  writeFileSync(join(hf, 'tokenizer.json'), JSON.stringify(files.tokenizer));
+  writeFileSync(join(hf, 'tokenizer_config.json'), JSON.stringify(files.config));
+});
+
+describe('loadModelTokenizer', () => {
+  it('a .gguf file supplies vocabulary, special tokens and tokenizer.chat_template', async () => {
+    const m = await loadModelTokenizer(withTemplate);
+    expect(m.kind).toBe('gguf');
+    expect(m.template.source).toBe(BUILTIN_TEMPLATES.chatml);
+    expect([m.tokenizer.bosId, m.tokenizer.eosId, m.tokenizer.eosToken]).toEqual([1, 32000, '<|im_end|>']);
+    // ▁user, <0x0A>, Hi: the ids llama.cpp gives for this text (parity.test.ts checks that text too).
+    expect(Array.from(m.tokenizer.encode('<|im_start|>user\nHi<|im_end|>'))).toEqual([32001, 2188, 13, 23809, 32000]);
+  });
+
+  it('an Ollama name resolves to its GGUF blob; a ChatML Go template maps to the chatml built-in', async () => {
+    const m = await loadModelTokenizer('dolphin-mistral:7b', { ollamaModelsDir: store });
+    expect(m.kind).toBe('ollama');
+    expect(m.template.name).toBe('chatml');
+    expect(m.tokenizer.vocabSize).toBe(32002);
+  });
+
+  it('a GGUF without a template needs --template, and says so', async () => {
+    await expect(loadModelTokenizer(noTemplate)).rejects.toThrow(/has no chat template; pass --template/);
+    const m = await loadModelTokenizer(noTemplate, { template: 'mistral' });
+    expect(m.template.name).toBe('mistral');
+  });
+
+  it('an HF folder uses tokenizer_config.json\'s chat_template; a .jinja file overrides it', async () => {
+    const hf = join(dir, 'hf');
+    const m = await loadModelTokenizer(hf);
+    expect(m.kind).toBe('hf');
+    expect(m.template.source).toBe(JSON.parse(readFileSync(join(hf, 'tokenizer_config.json'), 'utf8')).chat_template);
+    const custom = join(dir, 'custom.jinja');
+    writeFileSync(custom, '{% for m in messages %}{{ m.content }}{% endfor %}');
+    expect((await loadModelTokenizer(hf, { template: custom })).template.name).toBe(custom);
+    await expect(loadModelTokenizer(hf, { template: 'nope' })).rejects.toThrow(/not a built-in template/);
+  });
+
+  it('unsupported GGUF vocabularies fail naming the key', async () => {
+    const entries = sentencePieceGguf(chatmlLlama2Files());
+    entries['tokenizer.ggml.model'] = { type: 'str', value: 'bert' };
+    const path = join(dir, 'bert.gguf');
+    writeFileSync(path, encodeVocabGguf(entries));
+    await expect(loadModelTokenizer(path, { template: 'chatml' })).rejects.toThrow(/tokenizer\.ggml\.model = "bert" is not supported/);
+  });
+});
+
+describe('loadModelTokenizer errors', () => {
+  it('a missing path is reported as a path, not looked up in Ollama', async () => {
+    await expect(loadModelTokenizer('./nope/model.gguf')).rejects.toThrow('./nope/model.gguf: no such file or folder');
+  });
+});
