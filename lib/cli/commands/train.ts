@@ -1,0 +1,106 @@
+/** `mlx-qlora train`: a training run from a YAML/JSON config, with a progress bar and clean Ctrl+C. */
+import { Command } from 'commander';
+import cliProgress from 'cli-progress';
+import { ConfigError } from '../../config/config-error.js';
+import type { RunEvent } from '../../train/run-events.js';
+import { train } from '../../train/trainer.js';
+
+interface TrainFlags {
+  config: string;
+  resume?: boolean;
+  json?: boolean;
+}
+
+function formatSeconds(s: number | null): string {
+  if (s === null || !Number.isFinite(s)) return '?';
+  const h = Math.floor(s / 3600);
+  const m = Math.floor((s % 3600) / 60);
+  const sec = Math.floor(s % 60);
+  return h > 0 ? `${h}h${String(m).padStart(2, '0')}m` : `${m}m${String(sec).padStart(2, '0')}s`;
+}
+
+function describe(event: RunEvent): string | undefined {
+  switch (event.type) {
+    case 'eval':
+      return `eval @ step ${event.step}: val_loss ${event.val_loss.toFixed(4)}, perplexity ${event.perplexity?.toFixed(2) ?? '∞'}${event.is_best ? ' (best)' : ''}`;
+    case 'checkpoint':
+      return `checkpoint (${event.reason}) → ${event.path}`;
+    case 'nonfinite':
+      return `step ${event.step}: NaN/Inf loss or gradient, update skipped (${event.count} so far)`;
+    case 'done':
+      return `done (${event.reason}) after ${event.step} steps in ${formatSeconds(event.elapsed_seconds)}${event.best ? `; best val_loss ${event.best.val_loss.toFixed(4)} at step ${event.best.step}` : ''}; adapter: ${event.adapter_path}`;
+    default:
+      return undefined;
+  }
+}
+
+export function register(program: Command): void {
+  program
+    .command('train')
+    .description('fine-tune with QLoRA from a config file (YAML or JSON)')
+    .requiredOption('--config <file>', 'training config (train.yaml)')
+    .option('--resume', "continue from the run folder's latest checkpoint")
+    .option('--json', 'print every event as a JSON line instead of a progress bar')
+    .action(async (flags: TrainFlags) => {
+      const controller = new AbortController();
+      let interrupts = 0;
+      const onSigint = () => {
+        interrupts++;
+        if (interrupts === 1) {
+          process.stderr.write('\nstopping after this step and writing a checkpoint (Ctrl+C again to quit at once)\n');
+          controller.abort();
+        } else {
+          // Checkpoints are written to a temporary folder and renamed, so quitting now loses only this step.
+          process.exit(130);
+        }
+      };
+      process.on('SIGINT', onSigint);
+      const bar = flags.json
+        ? undefined
+        : new cliProgress.SingleBar(
+            { format: 'step {value}/{total} |{bar}| loss {loss} | {tps} tok/s | mem {mem} GB | ETA {eta}', hideCursor: true, clearOnComplete: false },
+            cliProgress.Presets.shades_classic,
+          );
+      const say = (line: string) => {
+        if (bar) bar.stop();
+        process.stderr.write(`${line}\n`);
+      };
+      try {
+        const run = train(flags.config, { signal: controller.signal, resume: flags.resume ?? false });
+        let total = 0;
+        let payload = { loss: '-', tps: '-', mem: '-', eta: '?' };
+        for await (const event of run) {
+          if (flags.json) {
+            process.stdout.write(`${JSON.stringify(event)}\n`);
+            continue;
+          }
+          if (event.type === 'start') {
+            total = event.total_steps;
+            if (event.resumed_from) say(`resuming from ${event.resumed_from}`);
+            bar!.start(total, event.step, payload);
+          } else if (event.type === 'step') {
+            payload = {
+              loss: event.loss.toFixed(4),
+              tps: event.tokens_per_sec.toFixed(0),
+              mem: (event.peak_memory_bytes / 1e9).toFixed(2),
+              eta: formatSeconds(event.eta_seconds),
+            };
+            bar!.update(event.step, payload);
+          } else {
+            const line = describe(event);
+            if (line) {
+              say(line);
+              if (event.type !== 'done') bar!.start(total, event.step, payload);
+            }
+          }
+        }
+        await run.done;
+      } catch (error) {
+        bar?.stop();
+        if (error instanceof ConfigError) throw new Error(error.message);
+        throw error;
+      } finally {
+        process.off('SIGINT', onSigint);
+      }
+    });
+}
