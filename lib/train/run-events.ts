@@ -45,6 +45,9 @@ export const stepEventSchema = z.strictObject({
   active_memory_bytes: z.int().min(0),
   /** Estimated seconds to the end of the run, null until there is a rate to go by. */
   eta_seconds: z.number().min(0).nullable(),
+  /** Wall time of this update, and the part of it spent waiting on the native step. */
+  step_seconds: z.number().min(0),
+  native_seconds: z.number().min(0),
 });
 
 /** An update skipped because its loss or gradient was NaN/Inf. */

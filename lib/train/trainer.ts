@@ -192,6 +192,15 @@ class Run {
         lr = learningRateAt(step, schedule);
         const stepStart = performance.now();
         let realTokens = 0;
+        let nativeSeconds = 0;
+        const timed = async <T>(work: Promise<T>): Promise<T> => {
+          const t0 = performance.now();
+          try {
+            return await work;
+          } finally {
+            nativeSeconds += (performance.now() - t0) / 1000;
+          }
+        };
         let groupEpoch: number | undefined;
         let micro = 0;
         for (; micro < t.grad_accumulation; micro++) {
@@ -204,16 +213,19 @@ class Run {
           epoch = batch.epoch;
           realTokens += batch.realTokens;
           try {
-            await model.native.accumulateGradients(toNativeBatch(batch), {
-              dropoutSeed: dropoutSeed(t.seed, step, micro),
-              checkpoint: t.grad_checkpointing,
-            });
+            const nativeBatch = toNativeBatch(batch);
+            await timed(
+              model.native.accumulateGradients(nativeBatch, {
+                dropoutSeed: dropoutSeed(t.seed, step, micro),
+                checkpoint: t.grad_checkpointing,
+              }),
+            );
           } catch (error) {
             throw outOfMemoryHint(error, batch.rows, batch.width, step);
           }
         }
         if (micro === 0) break; // the data ran out (epochs done)
-        const update = await model.native.applyOptimizer({ learningRate: lr, weightDecay: t.weight_decay, maxGradNorm: t.max_grad_norm });
+        const update = await timed(model.native.applyOptimizer({ learningRate: lr, weightDecay: t.weight_decay, maxGradNorm: t.max_grad_norm }));
         const loss = update.tokens > 0 ? update.lossSum / update.tokens : Number.NaN;
         if (!Number.isFinite(update.lossSum) || !Number.isFinite(update.gradNorm)) {
           nonfinite++;
@@ -242,6 +254,8 @@ class Run {
             peak_memory_bytes: mem.peak,
             active_memory_bytes: mem.active,
             eta_seconds: rate * (totalSteps - step),
+            step_seconds: seconds,
+            native_seconds: nativeSeconds,
           });
         }
         let evalLoss: number | undefined;

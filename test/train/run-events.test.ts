@@ -17,6 +17,8 @@ const stepEvent = (step: number): RunEvent => ({
   peak_memory_bytes: 5_000_000_000,
   active_memory_bytes: 4_000_000_000,
   eta_seconds: null,
+  step_seconds: 0.5,
+  native_seconds: 0.49,
 });
 const evalEvent = (step: number): RunEvent => ({
   type: 'eval',
