@@ -50,6 +50,7 @@ export interface MemoryInfo {
 /** What the native decoder is built from (see lib/model/architecture.ts for where it comes from). */
 export interface NativeModelConfig {
   vocabSize: number;
+  /** Dimensions: see HF config.json (hidden_size, intermediate_size, …). */
   hiddenSize: number;
   intermediateSize: number;
   numLayers: number;
@@ -58,10 +59,14 @@ export interface NativeModelConfig {
   headDim: number;
   rmsNormEps: number;
   ropeTheta: number;
+  /** true for GGUF (llama.cpp's Q/K row order, interleaved pairs), false for HF's split halves. */
   ropeTraditional: boolean;
+  /** Multiplies positions; linear RoPE scaling is 1/factor. */
   ropePositionScale: number;
+  /** Per-pair RoPE periods (head_dim/2) when a scaling scheme such as llama3 sets them. */
   ropePeriods?: Float32Array;
   tieWordEmbeddings: boolean;
+  /** q/k/v biases (Qwen2). */
   attentionBias: boolean;
   slidingWindow?: number;
 }

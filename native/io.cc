@@ -10,6 +10,7 @@
 #include "dtype.h"
 #include "errors.h"
 #include "file_util.h"
+#include "safetensors_entries.h"
 #include "tensor.h"
 
 namespace mlxq {
@@ -28,30 +29,10 @@ struct Loaded {
 
 Loaded load_safetensors(MlxThread& mlx, const std::string& path) {
   regular_file_size(path);
-  MapStringToArray arrays(mlx_map_string_to_array_new());
-  MapStringToString meta(mlx_map_string_to_string_new());
-  // A CPU stream: MLX's Load primitive has no GPU implementation.
-  check(mlx_load_safetensors(arrays.out(), meta.out(), path.c_str(), mlx.cpu_stream()), "mlx_load_safetensors");
+  auto entries = read_safetensors(path, mlx.cpu_stream());
   Loaded loaded;
-  MapStringToArrayIterator it(mlx_map_string_to_array_iterator_new(arrays.get()));
-  for (;;) {
-    const char* key = nullptr;
-    Array value;
-    int rc = mlx_map_string_to_array_iterator_next(&key, value.out(), it.get());
-    if (rc == 2) break;
-    check(rc, "mlx_map_string_to_array_iterator_next");
-    std::string name = key;
-    loaded.tensors.emplace_back(std::move(name), evaluated(std::move(value)));
-  }
-  MapStringToStringIterator mit(mlx_map_string_to_string_iterator_new(meta.get()));
-  for (;;) {
-    const char* key = nullptr;
-    const char* value = nullptr;
-    int rc = mlx_map_string_to_string_iterator_next(&key, &value, mit.get());
-    if (rc == 2) break;
-    check(rc, "mlx_map_string_to_string_iterator_next");
-    loaded.metadata.emplace_back(key, value);
-  }
+  for (auto& [name, value] : entries.tensors) loaded.tensors.emplace_back(name, evaluated(std::move(value)));
+  loaded.metadata = std::move(entries.metadata);
   return loaded;
 }
 
@@ -94,20 +75,7 @@ void save_safetensors_atomically(const std::string& path, const std::vector<std:
     check(mlx_save_safetensors(tmp.c_str(), arrays.get(), meta.get()), "mlx_save_safetensors");
     fsync_path(tmp, false);
     // MLX's writer does not report short writes (a full disk): read the file back before trusting it.
-    MapStringToArray check_arrays(mlx_map_string_to_array_new());
-    MapStringToString check_meta(mlx_map_string_to_string_new());
-    check(mlx_load_safetensors(check_arrays.out(), check_meta.out(), tmp.c_str(), mlx.cpu_stream()),
-          "mlx_load_safetensors");
-    MapStringToArrayIterator it(mlx_map_string_to_array_iterator_new(check_arrays.get()));
-    size_t count = 0;
-    for (;;) {
-      const char* key = nullptr;
-      Array value;
-      int rc = mlx_map_string_to_array_iterator_next(&key, value.out(), it.get());
-      if (rc == 2) break;
-      check(rc, "mlx_map_string_to_array_iterator_next");
-      ++count;
-    }
+    const size_t count = read_safetensors(tmp, mlx.cpu_stream()).tensors.size();
     if (count != tensors.size()) throw std::runtime_error("written file holds " + std::to_string(count) + " of " +
                                                           std::to_string(tensors.size()) + " tensors");
     if (std::rename(tmp.c_str(), path.c_str()) != 0) throw std::runtime_error("cannot rename the temporary file into place");

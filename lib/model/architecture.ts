@@ -6,26 +6,12 @@
 import { z } from 'zod';
 import type { GgufFile } from '../gguf/reader.js';
 import { optionalInteger, optionalNumber, optionalString, requireInteger } from '../gguf/metadata.js';
+import type { NativeModelConfig } from '../native.js';
 
-export interface Architecture {
+/** The native decoder's config plus where it came from. */
+export interface Architecture extends NativeModelConfig {
   /** `llama`, `mistral` or `qwen2`: what the weights came as. */
   family: 'llama' | 'mistral' | 'qwen2';
-  vocabSize: number;
-  hiddenSize: number;
-  intermediateSize: number;
-  numLayers: number;
-  numHeads: number;
-  numKvHeads: number;
-  headDim: number;
-  rmsNormEps: number;
-  ropeTheta: number;
-  /** true for GGUF (llama.cpp's Q/K row order), false for HF's split halves. */
-  ropeTraditional: boolean;
-  ropePositionScale: number;
-  ropePeriods?: Float32Array;
-  tieWordEmbeddings: boolean;
-  attentionBias: boolean;
-  slidingWindow?: number;
   maxPositionEmbeddings?: number;
 }
 

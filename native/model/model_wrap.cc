@@ -12,12 +12,32 @@
 #include "model/optimizer.h"
 #include "model/sampler.h"
 #include "mx.h"
+#include "safetensors_entries.h"
 #include "tensor.h"
 
 namespace mlxq {
 namespace {
 
 using model::Model;
+
+struct StepOptions {
+  std::optional<int64_t> dropout_seed;
+  bool checkpoint = false;
+};
+
+/** `{ dropoutSeed?, checkpoint? }` at argument i. */
+StepOptions step_options_at(const Napi::CallbackInfo& info, size_t i) {
+  StepOptions o;
+  if (info.Length() > i && info[i].IsObject()) {
+    auto obj = info[i].As<Napi::Object>();
+    if (obj.Get("dropoutSeed").IsNumber()) o.dropout_seed = obj.Get("dropoutSeed").As<Napi::Number>().Int64Value();
+    if (obj.Get("checkpoint").IsBoolean()) o.checkpoint = obj.Get("checkpoint").As<Napi::Boolean>().Value();
+  }
+  return o;
+}
+
+/** MLX thread: the dropout key a step's options ask for, or an empty array. */
+Array dropout_key(const StepOptions& o) { return o.dropout_seed ? mx::random_key(static_cast<uint64_t>(*o.dropout_seed)) : Array(); }
 using ModelRef = std::shared_ptr<Model>;
 
 MlxThread::Settle settle_undefined() {
@@ -183,19 +203,8 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
     return run_on_mlx(info.Env(), [m, path](MlxThread& mlx) -> MlxThread::Settle {
       std::vector<std::string> taken;
       try {
-        MapStringToArray arrays(mlx_map_string_to_array_new());
-        MapStringToString meta(mlx_map_string_to_string_new());
-        check(mlx_load_safetensors(arrays.out(), meta.out(), path.c_str(), mlx.cpu_stream()), "mlx_load_safetensors");
         std::map<std::string, Array> all;
-        MapStringToArrayIterator it(mlx_map_string_to_array_iterator_new(arrays.get()));
-        for (;;) {
-          const char* key = nullptr;
-          Array value;
-          int rc = mlx_map_string_to_array_iterator_next(&key, value.out(), it.get());
-          if (rc == 2) break;
-          check(rc, "mlx_map_string_to_array_iterator_next");
-          all.emplace(key, std::move(value));
-        }
+        for (auto& [name, value] : read_safetensors(path, mlx.cpu_stream()).tensors) all.emplace(name, std::move(value));
         auto ends_with = [](const std::string& s, const std::string& suffix) {
           return s.size() >= suffix.size() && s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
         };
@@ -296,18 +305,12 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
   Napi::Value LossAndGrads(const Napi::CallbackInfo& info) {
     auto m = live(info);
     auto input = std::make_shared<model::BatchInput>(model::BatchInput::parse(info[0], true));
-    std::optional<int64_t> seed;
-    bool checkpoint = false;
-    if (info.Length() > 1 && info[1].IsObject()) {
-      auto o = info[1].As<Napi::Object>();
-      if (o.Get("dropoutSeed").IsNumber()) seed = o.Get("dropoutSeed").As<Napi::Number>().Int64Value();
-      if (o.Get("checkpoint").IsBoolean()) checkpoint = o.Get("checkpoint").As<Napi::Boolean>().Value();
-    }
-    return run_on_mlx(info.Env(), [m, input, seed, checkpoint](MlxThread&) -> MlxThread::Settle {
+    StepOptions step = step_options_at(info, 1);
+    return run_on_mlx(info.Env(), [m, input, step](MlxThread&) -> MlxThread::Settle {
       model::BatchArrays arrays(*input);
-      Array key = seed ? mx::random_key(static_cast<uint64_t>(*seed)) : Array();
+      Array key = dropout_key(step);
       auto result = m->loss_and_grads(arrays.view(), arrays.targets.get(), arrays.mask.get(),
-                                      key.empty() ? mlx_array{} : key.get(), checkpoint);
+                                      key.empty() ? mlx_array{} : key.get(), step.checkpoint);
       std::vector<mlx_array> all{result.loss.get(), result.count.get()};
       for (auto& g : result.grads) all.push_back(g.get());
       mx::eval(all);
@@ -461,18 +464,12 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
     auto m = live(info);
     auto opt = optimizer_;
     auto input = std::make_shared<model::BatchInput>(model::BatchInput::parse(info[0], true));
-    std::optional<int64_t> seed;
-    bool checkpoint = false;
-    if (info.Length() > 1 && info[1].IsObject()) {
-      auto o = info[1].As<Napi::Object>();
-      if (o.Get("dropoutSeed").IsNumber()) seed = o.Get("dropoutSeed").As<Napi::Number>().Int64Value();
-      if (o.Get("checkpoint").IsBoolean()) checkpoint = o.Get("checkpoint").As<Napi::Boolean>().Value();
-    }
-    return run_on_mlx(info.Env(), [m, opt, input, seed, checkpoint](MlxThread&) -> MlxThread::Settle {
+    StepOptions step = step_options_at(info, 1);
+    return run_on_mlx(info.Env(), [m, opt, input, step](MlxThread&) -> MlxThread::Settle {
       model::BatchArrays arrays(*input);
-      Array key = seed ? mx::random_key(static_cast<uint64_t>(*seed)) : Array();
+      Array key = dropout_key(step);
       auto [loss, tokens] = opt->accumulate(*m, arrays.view(), arrays.targets.get(), arrays.mask.get(),
-                                            key.empty() ? mlx_array{} : key.get(), checkpoint);
+                                            key.empty() ? mlx_array{} : key.get(), step.checkpoint);
       return [loss, tokens](Napi::Env env) -> Napi::Value {
         Napi::Object out = Napi::Object::New(env);
         out.Set("loss", loss);

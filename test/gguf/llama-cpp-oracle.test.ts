@@ -3,7 +3,7 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { readGguf } from '../../lib/gguf/reader.js';
 import { openLlamaCppOracle, type LlamaCppOracle } from '../fixtures/llama-cpp-oracle.js';
 import { makeTinyModel, type TinyModel, type TinyModelOptions } from '../fixtures/tiny-model.js';
-import { referenceLogits } from './reference-forward.js';
+import { logitsRow, referenceLogits } from '../helpers/llama-reference.js';
 
 // Measured: F32 weights agree to ~2e-7. For F16 weights llama.cpp's CPU matmul rounds the
 // activations to f16 (~5e-4), and for Q8_0/Q4_0 weights it quantizes them to Q8_0 (~1-2e-2),
@@ -58,12 +58,12 @@ describe('llama.cpp loads the GGUF our writer makes', () => {
       expect(got).toHaveLength(tokens.length);
       for (let t = 0; t < tokens.length; t++) {
         expect(got[t]).toHaveLength(model.config.vocab);
-        expect(relError(got[t] as Float32Array, want[t] as Float64Array)).toBeLessThan(bound);
+        expect(relError(got[t] as Float32Array, logitsRow(want, model.config.vocab, t))).toBeLessThan(bound);
       }
       // Negative control: HF weights with llama.cpp's RoPE pairing (i.e. an unpermuted GGUF)
       // must be far outside the bound, or this test could not see a wrong permutation.
-      const wrong = referenceLogits(model.config, model.weights, tokens, 'interleaved');
-      expect(relError(got[tokens.length - 1] as Float32Array, wrong[tokens.length - 1] as Float64Array)).toBeGreaterThan(4 * bound);
+      const wrong = referenceLogits(model.config, model.weights, tokens, { ropeStyle: 'interleaved' });
+      expect(relError(got[tokens.length - 1] as Float32Array, logitsRow(wrong, model.config.vocab, tokens.length - 1))).toBeGreaterThan(4 * bound);
     });
   }
 

@@ -84,8 +84,13 @@ function rmsNorm(x: Float64Array, n: number, d: number, weight: ReferenceWeight,
   return y;
 }
 
-/** HF rotate_half RoPE on [n, heads·hd] rows at the given positions. */
-function rope(x: Float64Array, n: number, heads: number, hd: number, positions: readonly number[], theta: number): void {
+/**
+ * RoPE on [n, heads·hd] rows at the given positions. 'split-half' rotates (j, j + hd/2) as HF's
+ * rotate_half does; 'interleaved' rotates (2j, 2j + 1) as llama.cpp does for GGUF-ordered rows.
+ */
+export type RopeStyle = 'split-half' | 'interleaved';
+
+function rope(x: Float64Array, n: number, heads: number, hd: number, positions: readonly number[], theta: number, style: RopeStyle): void {
   const half = hd / 2;
   for (let i = 0; i < n; i++) {
     for (let h = 0; h < heads; h++) {
@@ -94,13 +99,20 @@ function rope(x: Float64Array, n: number, heads: number, hd: number, positions: 
         const angle = positions[i]! / theta ** ((2 * j) / hd);
         const c = Math.cos(angle);
         const s = Math.sin(angle);
-        const a = x[base + j]!;
-        const b = x[base + j + half]!;
-        x[base + j] = a * c - b * s;
-        x[base + j + half] = a * s + b * c;
+        const ia = style === 'split-half' ? base + j : base + 2 * j;
+        const ib = style === 'split-half' ? base + j + half : base + 2 * j + 1;
+        const a = x[ia]!;
+        const b = x[ib]!;
+        x[ia] = a * c - b * s;
+        x[ib] = a * s + b * c;
       }
     }
   }
+}
+
+/** Row t of logits [n, vocab] (the prediction of token t + 1). */
+export function logitsRow(logits: Float64Array, vocab: number, t: number): Float64Array {
+  return logits.subarray(t * vocab, (t + 1) * vocab);
 }
 
 /**
@@ -111,7 +123,7 @@ export function referenceLogits(
   cfg: ReferenceConfig,
   weights: WeightMap,
   tokens: readonly number[],
-  options: { positions?: readonly number[]; segments?: readonly number[]; lora?: ReferenceLora } = {},
+  options: { positions?: readonly number[]; segments?: readonly number[]; lora?: ReferenceLora; ropeStyle?: RopeStyle } = {},
 ): Float64Array {
   const n = tokens.length;
   const d = cfg.hidden;
@@ -129,8 +141,9 @@ export function referenceLogits(
     const q = project(x, n, weights, `${p}.self_attn.q_proj`, options.lora);
     const k = project(x, n, weights, `${p}.self_attn.k_proj`, options.lora);
     const v = project(x, n, weights, `${p}.self_attn.v_proj`, options.lora);
-    rope(q, n, cfg.heads, hd, positions, cfg.ropeTheta);
-    rope(k, n, cfg.kvHeads, hd, positions, cfg.ropeTheta);
+    const style = options.ropeStyle ?? 'split-half';
+    rope(q, n, cfg.heads, hd, positions, cfg.ropeTheta, style);
+    rope(k, n, cfg.kvHeads, hd, positions, cfg.ropeTheta, style);
     const attn = new Float64Array(n * cfg.heads * hd);
     for (let head = 0; head < cfg.heads; head++) {
       const kvHead = Math.floor(head / group);
