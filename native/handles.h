@@ -50,5 +50,6 @@ using String = Handle<mlx_string, mlx_string_free>;
 using VectorString = Handle<mlx_vector_string, mlx_vector_string_free>;
 using Closure = Handle<mlx_closure, mlx_closure_free>;
 using ClosureValueAndGrad = Handle<mlx_closure_value_and_grad, mlx_closure_value_and_grad_free>;
+using ClosureCustom = Handle<mlx_closure_custom, mlx_closure_custom_free>;
 
 }  // namespace mlxq

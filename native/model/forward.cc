@@ -3,6 +3,7 @@
 #include <memory>
 
 #include "model/block_context.h"
+#include "model/cross_entropy.h"
 #include "mx.h"
 
 namespace mlxq::model {
@@ -205,14 +206,9 @@ Array Model::logits(const Batch& batch, const ForwardOptions& options) const {
 std::pair<Array, Array> Model::loss(const Batch& batch, const mlx_array targets, const mlx_array mask,
                                     const ForwardOptions& options) const {
   Array lg = logits(batch, options);
-  Array lse = mx::logsumexp_axis(lg.get(), -1);
-  Array idx = mx::expand_dims(targets, -1);
-  Array picked = mx::take_along_axis(lg.get(), idx.get(), -1);
-  Array target_logit = mx::squeeze(picked.get(), -1);
-  Array ce = mx::subtract(lse.get(), target_logit.get());
   Array m = mx::astype(mask, MLX_FLOAT32);
-  Array masked = mx::multiply(ce.get(), m.get());
-  return {mx::sum(masked.get()), mx::sum(m.get())};
+  Array t = mx::astype(targets, MLX_INT32);
+  return {masked_cross_entropy_sum(lg.get(), t.get(), m.get()), mx::sum(m.get())};
 }
 
 }  // namespace mlxq::model
