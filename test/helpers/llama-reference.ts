@@ -53,6 +53,11 @@ function linear(x: Float64Array, n: number, weight: ReferenceWeight): Float64Arr
 function project(x: Float64Array, n: number, weights: WeightMap, path: string, lora?: ReferenceLora): Float64Array {
   const weight = w(weights, `${path}.weight`);
   const y = linear(x, n, weight);
+  const bias = weights.get(`${path}.bias`);
+  if (bias) {
+    const out = weight.shape[0]!;
+    for (let i = 0; i < n; i++) for (let o = 0; o < out; o++) y[i * out + o]! += bias.values[o]!;
+  }
   const ad = lora?.adapters.get(path);
   if (ad && lora) {
     const [out, inDim] = weight.shape as [number, number];
@@ -90,13 +95,13 @@ function rmsNorm(x: Float64Array, n: number, d: number, weight: ReferenceWeight,
  */
 export type RopeStyle = 'split-half' | 'interleaved';
 
-function rope(x: Float64Array, n: number, heads: number, hd: number, positions: readonly number[], theta: number, style: RopeStyle): void {
+function rope(x: Float64Array, n: number, heads: number, hd: number, positions: readonly number[], period: (j: number) => number, style: RopeStyle): void {
   const half = hd / 2;
   for (let i = 0; i < n; i++) {
     for (let h = 0; h < heads; h++) {
       const base = i * heads * hd + h * hd;
       for (let j = 0; j < half; j++) {
-        const angle = positions[i]! / theta ** ((2 * j) / hd);
+        const angle = positions[i]! / period(j);
         const c = Math.cos(angle);
         const s = Math.sin(angle);
         const ia = style === 'split-half' ? base + j : base + 2 * j;
@@ -123,7 +128,16 @@ export function referenceLogits(
   cfg: ReferenceConfig,
   weights: WeightMap,
   tokens: readonly number[],
-  options: { positions?: readonly number[]; segments?: readonly number[]; lora?: ReferenceLora; ropeStyle?: RopeStyle } = {},
+  options: {
+    positions?: readonly number[];
+    segments?: readonly number[];
+    lora?: ReferenceLora;
+    ropeStyle?: RopeStyle;
+    /** RoPE period of pair j; default theta^(2j/hd). */
+    ropePeriod?: (j: number) => number;
+    /** Attend only to the last `slidingWindow` positions (Mistral v0.1). */
+    slidingWindow?: number;
+  } = {},
 ): Float64Array {
   const n = tokens.length;
   const d = cfg.hidden;
@@ -142,15 +156,16 @@ export function referenceLogits(
     const k = project(x, n, weights, `${p}.self_attn.k_proj`, options.lora);
     const v = project(x, n, weights, `${p}.self_attn.v_proj`, options.lora);
     const style = options.ropeStyle ?? 'split-half';
-    rope(q, n, cfg.heads, hd, positions, cfg.ropeTheta, style);
-    rope(k, n, cfg.kvHeads, hd, positions, cfg.ropeTheta, style);
+    const period = options.ropePeriod ?? ((j: number) => cfg.ropeTheta ** ((2 * j) / hd));
+    rope(q, n, cfg.heads, hd, positions, period, style);
+    rope(k, n, cfg.kvHeads, hd, positions, period, style);
     const attn = new Float64Array(n * cfg.heads * hd);
     for (let head = 0; head < cfg.heads; head++) {
       const kvHead = Math.floor(head / group);
       for (let i = 0; i < n; i++) {
         const scores: number[] = [];
         for (let j = 0; j <= i; j++) {
-          if (options.segments && options.segments[j] !== options.segments[i]) {
+          if ((options.segments && options.segments[j] !== options.segments[i]) || (options.slidingWindow !== undefined && i - j >= options.slidingWindow)) {
             scores.push(-Infinity);
             continue;
           }

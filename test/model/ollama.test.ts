@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import { mkdir, mkdtemp, readFile, rm, symlink, writeFile } from 'node:fs/promises';
+import { chmod, mkdir, mkdtemp, readFile, rm, symlink, writeFile } from 'node:fs/promises';
 import { homedir, tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -12,6 +12,8 @@ import {
   parseOllamaModelName,
   resolveOllamaModel,
 } from '../../lib/model/ollama.js';
+import { loadModel } from '../../lib/model/load-model.js';
+import { toTypedArray } from '../../lib/tensor.js';
 import { makeTinyModel, type TinyModel } from '../fixtures/tiny-model.js';
 
 const sha = (data: string | Uint8Array): string => createHash('sha256').update(data).digest('hex');
@@ -234,5 +236,25 @@ describe('store locations and listing', () => {
     expect(ollamaBlobPath('/m', `sha256:${'a'.repeat(64)}`)).toBe(`/m/blobs/sha256-${'a'.repeat(64)}`);
     expect(() => ollamaBlobPath('/m', 'sha256:../../x')).toThrow(/invalid blob digest/);
     expect(await listOllamaModels(store.root)).toEqual(['registry.ollama.ai/library/dolphin-mistral:7b']);
+  });
+});
+
+describe('training straight from an Ollama blob', () => {
+  it('loads the model by its Ollama name from a read-only blob, as from the GGUF file itself', async () => {
+    const blob = ollamaBlobPath(store.root, modelLayer.digest);
+    await chmod(blob, 0o444);
+    const byName = await loadModel('dolphin-mistral:7b', { ollamaModelsDir: store.root });
+    const byPath = await loadModel(tiny.ggufPath);
+    try {
+      expect(byName.source).toMatchObject({ kind: 'ollama', path: blob });
+      const batch = { shape: [1, 5] as [number, number], tokens: Int32Array.from([1, 20, 30, 40, 50]) };
+      const a = (await toTypedArray(await byName.native.logits(batch))) as Float32Array;
+      const b = (await toTypedArray(await byPath.native.logits(batch))) as Float32Array;
+      expect(Buffer.from(a.buffer).equals(Buffer.from(b.buffer))).toBe(true);
+    } finally {
+      byName.dispose();
+      byPath.dispose();
+    }
+    await expect(loadModel('no-such-model:7b', { ollamaModelsDir: store.root })).rejects.toThrow(/no-such-model/);
   });
 });

@@ -122,6 +122,15 @@ describe('trainer', () => {
     expect(ckpts).toMatch(/^step-\d{6}$/);
   }, 180_000);
 
+  it('trains from raw JSONL, preparing it into the run folder with the model tokenizer', async () => {
+    const cfg = config({ data: { train: fx.jsonl, valid: fx.jsonl, max_seq_length: 64 }, training: { max_steps: 3 }, eval: { every_steps: 3, early_stopping_patience: 0 } });
+    const events = await collect(train(cfg));
+    expect(stepsOf(events)).toHaveLength(3);
+    expect(events.filter((e) => e.type === 'eval')).toHaveLength(1);
+    const manifest = JSON.parse(await readFile(join(cfg.output!, 'prepared-train', 'manifest.json'), 'utf8')) as { counts?: unknown; tokenizer: { model: string } };
+    expect(manifest.tokenizer.model).toBe(fx.modelDir);
+  }, 120_000);
+
   it('every config error names its key', async () => {
     await expect(train({ ...config(), training: { schedule: 'cosin' } } as never).done).rejects.toThrow(/training\.schedule/);
     await expect(train({ ...config(), lora: { rank: 0 } } as never).done).rejects.toThrow(/lora\.rank/);
