@@ -42,9 +42,9 @@ async function addonSecondsPerCall(op: (a: Tensor, b: Tensor) => Promise<Tensor>
 export default async function bench(): Promise<BenchTable> {
   const exe = buildBaseline();
   const rows: BenchRow[] = [];
-  const rounds = 5;
+  const rounds = 9;
   for (const [n, calls] of [
-    [1024, 20],
+    [1024, 40],
     [2048, 4],
   ] as const) {
     const a = await randomNormal([n, n], { seed: 1 });
@@ -82,7 +82,7 @@ export default async function bench(): Promise<BenchTable> {
   rows.push({ name: '1-element add, C++ on mlx-c', value: median(cppTiny) * 1e6, unit: 'µs/call' });
   rows.push({ name: 'per-call overhead of the addon', value: (median(addonTiny) - median(cppTiny)) * 1e6, unit: 'µs/call' });
   return {
-    title: 'Native core: addon vs C++ on mlx-c (median of 5 alternating rounds)',
+    title: 'Native core: addon vs C++ on mlx-c (median of 9 alternating rounds)',
     rows,
     notes: ['The addon path includes the job queue, the thread-safe-function hop back to JS, the Promise and a new Tensor object per call.'],
   };

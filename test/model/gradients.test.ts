@@ -1,6 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadModel, type LoadedModel } from '../../lib/model/load-model.js';
 import type { NativeBatch } from '../../lib/native.js';
+import { nextTokenBatch } from '../helpers/batches.js';
 import { tensor, toTypedArray, type Tensor } from '../../lib/tensor.js';
 import { makeTinyModel, type TinyModel } from '../fixtures/tiny-model.js';
 import { referenceLogits, referenceLoss, type ReferenceLora } from '../helpers/llama-reference.js';
@@ -8,20 +9,7 @@ import { seededFloats } from '../helpers/reference.js';
 
 const seq = [1, 17, 42, 5, 260, 99, 3, 77, 150, 8, 201, 64, 33];
 
-function batchOf(rows: number[][], maskFrom = 0): NativeBatch {
-  const length = Math.max(...rows.map((r) => r.length)) - 1;
-  const tokens = new Int32Array(rows.length * length);
-  const targets = new Int32Array(rows.length * length);
-  const mask = new Float32Array(rows.length * length);
-  rows.forEach((r, b) => {
-    for (let i = 0; i + 1 < r.length; i++) {
-      tokens[b * length + i] = r[i]!;
-      targets[b * length + i] = r[i + 1]!;
-      mask[b * length + i] = i >= maskFrom ? 1 : 0;
-    }
-  });
-  return { shape: [rows.length, length], tokens, targets, mask };
-}
+const batchOf = nextTokenBatch;
 
 async function values(t: Tensor): Promise<Float32Array> {
   return (await toTypedArray(t)) as Float32Array;

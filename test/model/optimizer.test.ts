@@ -1,6 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadModel, type LoadedModel } from '../../lib/model/load-model.js';
 import type { NativeBatch } from '../../lib/native.js';
+import { nextTokenBatch } from '../helpers/batches.js';
 import { tensor, toTypedArray, type Tensor } from '../../lib/tensor.js';
 import { makeTinyModel, type TinyModel } from '../fixtures/tiny-model.js';
 import { seededFloats } from '../helpers/reference.js';
@@ -12,20 +13,7 @@ const rows = [
   [1, 90, 91],
 ];
 
-function batchOf(rs: number[][]): NativeBatch {
-  const length = Math.max(...rs.map((r) => r.length)) - 1;
-  const tokens = new Int32Array(rs.length * length);
-  const targets = new Int32Array(rs.length * length);
-  const mask = new Float32Array(rs.length * length);
-  rs.forEach((r, b) => {
-    for (let i = 0; i + 1 < r.length; i++) {
-      tokens[b * length + i] = r[i]!;
-      targets[b * length + i] = r[i + 1]!;
-      mask[b * length + i] = i >= 1 ? 1 : 0;
-    }
-  });
-  return { shape: [rs.length, length], tokens, targets, mask };
-}
+const batchOf = (rs: number[][]) => nextTokenBatch(rs, 1);
 
 async function snapshot(model: LoadedModel): Promise<Map<string, Float32Array>> {
   const out = new Map<string, Float32Array>();
