@@ -13,7 +13,10 @@ const ROOT = fileURLToPath(new URL('../..', import.meta.url));
 const WRITER = fileURLToPath(new URL('./fixtures/checkpoint-writer.ts', import.meta.url));
 const KILLS = 16;
 
-/** Starts the writer, lets it save for `delayMs` after it is ready, then SIGKILLs it. */
+/**
+ * Starts the writer, waits for its first completed save (so every round makes progress however
+ * loaded the machine is), lets it go on for `delayMs`, then SIGKILLs it.
+ */
 async function runAndKill(dir: string, delayMs: number): Promise<{ output: string; signal: string | null }> {
   const child = spawn(process.execPath, ['--import', 'tsx', WRITER, dir], { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
   let output = '';
@@ -23,9 +26,9 @@ async function runAndKill(dir: string, delayMs: number): Promise<{ output: strin
   await new Promise<void>((resolve, reject) => {
     child.stdout.on('data', (chunk: Buffer) => {
       output += chunk.toString();
-      if (output.includes('ready')) resolve();
+      if (/saved \d+/.test(output)) resolve();
     });
-    child.on('exit', () => reject(new Error(`writer exited before it was ready:\n${errors}`)));
+    child.on('exit', () => reject(new Error(`writer exited before its first save:\n${errors}`)));
   });
   await new Promise((resolve) => setTimeout(resolve, delayMs));
   child.kill('SIGKILL');
@@ -80,7 +83,8 @@ it(`survives ${KILLS} SIGKILLs at random moments of checkpoint writing`, async (
     committed = latest.step;
   }
 
-  expect(committed).toBeGreaterThan(KILLS);
+  // Each round saved at least once before its kill.
+  expect(committed).toBeGreaterThanOrEqual(KILLS);
   // The writer does nothing but save, so kills land inside a write (a temp folder left behind);
   // if none did, this test tested nothing.
   expect(killedMidWrite).toBeGreaterThan(0);
