@@ -6,6 +6,7 @@ export { native, type DType, type NativeAddon, type NativeModel, type NativeBatc
 export * from './data/index.js';
 export * from './tokenizer/index.js';
 export { loadModel, type LoadModelOptions, type LoadedModel } from './model/load-model.js';
+export { writeFusedModel, type FuseOptions, type FuseResult } from './model/fuse.js';
 export { generate, generateTokens, type GenerateOptions, type GenerationResult, type FinishReason } from './model/generate.js';
 export { resolveOllamaModel, type OllamaModel } from './model/ollama.js';
 export { readGguf, writeGguf, type GgufFile } from './gguf/index.js';

@@ -109,9 +109,29 @@ describe('generation', () => {
       await oracle.dispose();
     }
     const info = await run(process.execPath, ['--import', 'tsx', 'lib/cli/main.ts', 'info', '--model', tiny.ggufPath, '--json']);
-    const report = JSON.parse(info.stdout) as { architecture: { numLayers: number; ropeTraditional: boolean }; linearStorage: Record<string, number> };
+    const report = JSON.parse(info.stdout) as { architecture: { numLayers: number; ropeTraditional: boolean }; linearStorage: Record<string, number>; parameters: number };
     expect(report.architecture.numLayers).toBe(2);
     expect(report.architecture.ropeTraditional).toBe(true);
     expect(report.linearStorage).toEqual({ '4-bit g64': 14 });
+    // Every element the fixture wrote, counted independently of the architecture formula.
+    expect(report.parameters).toBe([...tiny.weights.values()].reduce((n, w) => n + w.values.length, 0));
+  }, 60_000);
+
+  it('generate --bits none keeps the F32 base dense, so its tokens are llama.cpp\'s greedy tokens', async () => {
+    const { stdout } = await run(process.execPath, [
+      '--import', 'tsx', 'lib/cli/main.ts', 'generate', '--model', tiny.ggufPath, '--prompt', 'hello world', '--max-tokens', '8', '--bits', 'none', '--json',
+    ]);
+    const out = JSON.parse(stdout) as { prompt_tokens: number[]; tokens: number[] };
+    const oracle = await openLlamaCppOracle(tiny.ggufPath);
+    try {
+      const theirs = await oracle.greedy(out.prompt_tokens, 8);
+      const eos = theirs.indexOf(tiny.vocab.eosId);
+      expect(out.tokens).toEqual(eos >= 0 ? theirs.slice(0, eos) : theirs);
+    } finally {
+      await oracle.dispose();
+    }
+    await expect(run(process.execPath, ['--import', 'tsx', 'lib/cli/main.ts', 'info', '--model', tiny.ggufPath, '--bits', 'seven'])).rejects.toThrow(
+      /--bits.*expected one of 2, 3, 4, 5, 6, 8 or none/s,
+    );
   }, 60_000);
 });

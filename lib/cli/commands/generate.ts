@@ -3,7 +3,7 @@ import { Command } from 'commander';
 import { generateTokens } from '../../model/generate.js';
 import { loadModel } from '../../model/load-model.js';
 import { loadModelTokenizer } from '../../tokenizer/load-tokenizer.js';
-import { integerArg, numberArg } from './cli-numbers.js';
+import { bitsArg, groupSizeArg, integerArg, numberArg, quantizationOf } from './cli-numbers.js';
 
 interface GenerateFlags {
   model: string;
@@ -18,6 +18,8 @@ interface GenerateFlags {
   topK: number;
   seed: number;
   json?: boolean;
+  bits?: number | 'none';
+  groupSize?: number;
 }
 
 export function register(program: Command): void {
@@ -36,6 +38,8 @@ export function register(program: Command): void {
     .option('--top-k <k>', '0 is off', integerArg(0), 0)
     .option('--seed <s>', 'sampling seed', integerArg(0), 0)
     .option('--json', 'print {"prompt_tokens", "tokens", "text"} instead of streaming text')
+    .option('--bits <n>', "base quantization bits (2, 3, 4, 5, 6, 8) or 'none' to keep a dense base dense (default 4)", bitsArg)
+    .option('--group-size <n>', 'quantization group size (32, 64, 128; default 64)', groupSizeArg)
     .action(async (flags: GenerateFlags) => {
       // Without --chat no template is rendered, so a model without one must not be refused.
       const templateChoice = flags.template ?? (flags.chat ? undefined : 'chatml');
@@ -54,7 +58,8 @@ export function register(program: Command): void {
       const stopTokens = [tokenizer.eosId, tokenizer.tokenId('<|im_end|>'), tokenizer.tokenId('<|eot_id|>')].filter(
         (t): t is number => t !== undefined,
       );
-      const model = await loadModel(flags.model, flags.adapter ? { adapter: flags.adapter } : {});
+      const quantization = quantizationOf(flags.bits, flags.groupSize);
+      const model = await loadModel(flags.model, { ...(flags.adapter ? { adapter: flags.adapter } : {}), ...(quantization ? { quantization } : {}) });
       const controller = new AbortController();
       const onSigint = () => controller.abort();
       process.once('SIGINT', onSigint);

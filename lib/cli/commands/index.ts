@@ -8,4 +8,5 @@ commands.push((await import('./prepare.js')).register);
 commands.push((await import('./inspect.js')).register);
 commands.push((await import('./generate.js')).register);
 commands.push((await import('./info.js')).register);
+commands.push((await import('./fuse.js')).register);
 commands.push((await import('./train.js')).register);

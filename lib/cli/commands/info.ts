@@ -1,11 +1,14 @@
 /** `mlx-qlora info`: what a model resolves to, its architecture, sizes and quantization. */
 import { Command } from 'commander';
 import { device } from '../../device.js';
+import type { Architecture } from '../../model/architecture.js';
 import { loadModel } from '../../model/load-model.js';
+import { bitsArg, groupSizeArg, quantizationOf } from './cli-numbers.js';
 
 interface InfoFlags {
   model: string;
-  bits?: string;
+  bits?: number | 'none';
+  groupSize?: number;
   json?: boolean;
 }
 
@@ -13,15 +16,27 @@ function gib(bytes: number): string {
   return `${(bytes / 2 ** 30).toFixed(2)} GiB`;
 }
 
+/** Parameters of the decoder as its architecture defines them (LoRA excluded). */
+export function parameterCount(a: Architecture): number {
+  const q = a.numHeads * a.headDim;
+  const kv = a.numKvHeads * a.headDim;
+  const attention = a.hiddenSize * (q + 2 * kv) + q * a.hiddenSize + (a.attentionBias ? q + 2 * kv : 0);
+  const mlp = 3 * a.hiddenSize * a.intermediateSize;
+  const perLayer = attention + mlp + 2 * a.hiddenSize;
+  const embeddings = a.vocabSize * a.hiddenSize * (a.tieWordEmbeddings ? 1 : 2);
+  return a.numLayers * perLayer + embeddings + a.hiddenSize;
+}
+
 export function register(program: Command): void {
   program
     .command('info')
     .description('load a model and print its architecture, sizes and quantization')
     .requiredOption('--model <model>', 'HF folder, .gguf file or Ollama model name')
-    .option('--bits <n>', "QLoRA base bits, or 'none' (default 4)")
+    .option('--bits <n>', "QLoRA base bits (2, 3, 4, 5, 6, 8), or 'none' (default 4)", bitsArg)
+    .option('--group-size <n>', 'quantization group size (32, 64, 128; default 64)', groupSizeArg)
     .option('--json', 'print JSON')
     .action(async (flags: InfoFlags) => {
-      const quantization = flags.bits === undefined ? undefined : flags.bits === 'none' ? ('none' as const) : { bits: Number(flags.bits), groupSize: 64 };
+      const quantization = quantizationOf(flags.bits, flags.groupSize);
       const model = await loadModel(flags.model, quantization ? { quantization } : {});
       try {
         const info = await model.native.info();
@@ -31,6 +46,7 @@ export function register(program: Command): void {
           device: await device(),
           architecture: { ...architecture, ropeScaled: ropePeriods !== undefined },
           build: model.build,
+          parameters: parameterCount(model.architecture),
           baseBytes: info.baseBytes,
           linearStorage: info.linearStorage,
         };
@@ -44,6 +60,7 @@ export function register(program: Command): void {
           `architecture:  ${a.family}, ${a.numLayers} layers, hidden ${a.hiddenSize}, MLP ${a.intermediateSize}, vocab ${a.vocabSize}`,
           `attention:     ${a.numHeads} heads, ${a.numKvHeads} KV heads, head dim ${a.headDim}${a.slidingWindow ? `, sliding window ${a.slidingWindow}` : ''}`,
           `rope:          theta ${a.ropeTheta}, ${a.ropeTraditional ? 'interleaved (GGUF order)' : 'split halves (HF order)'}${ropePeriods ? ', llama3 scaling' : ''}`,
+          `parameters:    ${(report.parameters / 1e9).toFixed(3)}B`,
           `embeddings:    ${a.tieWordEmbeddings ? 'tied' : 'separate LM head'}`,
           `base weights:  ${gib(info.baseBytes)}, linears ${Object.entries(info.linearStorage).map(([k, v]) => `${v}× ${k}`).join(', ')}`,
           `compute:       ${model.build.computeDtype}, kernel ${model.build.kernel}, on ${report.device.type} (${report.device.name})`,

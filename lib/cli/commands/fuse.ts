@@ -1,0 +1,45 @@
+/** `mlx-qlora fuse`: a base model with an adapter merged in, written as a dense HF folder. */
+import { Command, InvalidArgumentError } from 'commander';
+import { writeFusedModel, type FuseOptions } from '../../model/fuse.js';
+import { loadModel } from '../../model/load-model.js';
+import { bitsArg, groupSizeArg, quantizationOf } from './cli-numbers.js';
+
+interface FuseFlags {
+  model: string;
+  adapter: string;
+  out: string;
+  dtype: NonNullable<FuseOptions['dtype']>;
+  bits: number | 'none';
+  groupSize?: number;
+  overwrite?: boolean;
+}
+
+function dtypeArg(value: string): NonNullable<FuseOptions['dtype']> {
+  if (value === 'float16' || value === 'bfloat16' || value === 'float32') return value;
+  throw new InvalidArgumentError('expected float16, bfloat16 or float32');
+}
+
+export function register(program: Command): void {
+  program
+    .command('fuse')
+    .description('merge an adapter into its base model and write a dense HF folder (config.json + safetensors)')
+    .requiredOption('--model <model>', 'HF folder, .gguf file or Ollama model name')
+    .requiredOption('--adapter <dir>', 'adapter folder (adapter_config.json + adapters.safetensors)')
+    .requiredOption('--out <dir>', 'the folder to write')
+    .option('--dtype <dtype>', 'float16, bfloat16 or float32', dtypeArg, 'float16')
+    // A dense source is merged into its original weights by default, as PEFT merges; `--bits 4`
+    // merges into the dequantized 4-bit base the adapter was trained against instead.
+    .option('--bits <n>', "quantize the base first (2, 3, 4, 5, 6, 8), or 'none'", bitsArg, 'none' as const)
+    .option('--group-size <n>', 'quantization group size (32, 64, 128; default 64)', groupSizeArg)
+    .option('--overwrite', 'replace --out if it exists')
+    .action(async (flags: FuseFlags) => {
+      const quantization = quantizationOf(flags.bits, flags.groupSize) ?? 'none';
+      const model = await loadModel(flags.model, { adapter: flags.adapter, quantization, computeDtype: 'float32' });
+      try {
+        const result = await writeFusedModel(model, flags.out, { dtype: flags.dtype, ...(flags.overwrite ? { overwrite: true } : {}) });
+        process.stdout.write(`fused ${result.tensors} tensors (${(result.bytes / 2 ** 30).toFixed(2)} GiB, ${flags.dtype}) into ${result.dir}\n`);
+      } finally {
+        model.dispose();
+      }
+    });
+}
