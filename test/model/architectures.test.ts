@@ -71,21 +71,26 @@ describe('architecture variants against the float64 reference', () => {
   });
 
   it('Llama 3 rope_scaling stretches low-frequency periods', async () => {
-    const scaling = { rope_type: 'llama3', factor: 8, low_freq_factor: 1, high_freq_factor: 4, original_max_position_embeddings: 32 };
+    // With head_dim 16 and theta 5e5 the wavelengths are 6.3, 32.5, 168, …: an original context of
+    // 64 puts them in all three branches (kept, smoothed, stretched).
+    const original = 64;
+    const scaling = { rope_type: 'llama3', factor: 8, low_freq_factor: 1, high_freq_factor: 4, original_max_position_embeddings: original };
     const { dir, weights } = await variant(tiny, 'llama3', { architectures: ['LlamaForCausalLM'], model_type: 'llama', rope_theta: 500000, rope_scaling: scaling });
     const model = await loadModel(dir, { quantization: 'none' });
     try {
       // mlx-lm's Llama3RoPE, written out again here.
       const hd = cfg.headDim;
+      const branches = new Set<string>();
       const period = (j: number) => {
         const base = 500000 ** ((2 * j) / hd);
         const wavelen = 2 * Math.PI * base;
-        if (wavelen > 32 / 1) return base * 8;
-        if (wavelen < 32 / 4) return base;
-        const smooth = (32 / wavelen - 1) / (4 - 1);
-        return base / ((1 - smooth) / 8 + smooth);
+        if (wavelen > original / 1) return branches.add('stretched'), base * 8;
+        if (wavelen < original / 4) return branches.add('kept'), base;
+        const smooth = (original / wavelen - 1) / (4 - 1);
+        return branches.add('smoothed'), base / ((1 - smooth) / 8 + smooth);
       };
       const ref = referenceLogits({ ...cfg, ropeTheta: 500000 }, weights, tokens, { ropePeriod: period });
+      expect([...branches].sort()).toEqual(['kept', 'smoothed', 'stretched']);
       expect(relativeError(await logitsOf(model), ref)).toBeLessThan(1e-4);
       expect(relativeError(await logitsOf(model), referenceLogits({ ...cfg, ropeTheta: 500000 }, weights, tokens))).toBeGreaterThan(1e-4);
     } finally {
