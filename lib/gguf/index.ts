@@ -10,6 +10,6 @@ export type { GgufMetadataInput, GgufMetadataEntry } from './metadata-encoding.j
 export { resolveMetadataEntry } from './metadata-encoding.js';
 export { knownKeyType } from './known-key-types.js';
 export * from './metadata.js';
-export { dequantize, canDequantize, DEQUANTIZABLE_TYPES } from './dequantize.js';
+export { dequantize, dequantizeInto, canDequantize, DEQUANTIZABLE_TYPES } from './dequantize.js';
 export { f16BitsToF32, f32ToF16Bits, bf16BitsToF32, f32ToBf16Bits, roundToF16, roundToBf16 } from './float16.js';
 export { readTensorBytes, readTensorFloat32 } from './tensor-data.js';

@@ -1,11 +1,13 @@
 /**
  * GGUF tensors into the native model: F32/F16/BF16 straight from the file's bytes, Q4_0/Q4_1/Q8_0
- * repacked losslessly into MLX's quantized layout, other types (K-quants, Q5_x) dequantized here
- * and quantized again natively. Q/K rows keep llama.cpp's order (RoPE runs interleaved for them).
+ * linear weights repacked losslessly into MLX's quantized layout, and every other decodable type
+ * (Q5_0, Q5_1, Q2_K–Q6_K, and Q4_0/Q4_1/Q8_0 outside linear weights) decoded to float32 here and,
+ * for linear weights, quantized again natively. Q/K rows keep llama.cpp's order (RoPE runs
+ * interleaved for them).
  */
 import type { GgufFile, GgufTensorInfo } from '../gguf/reader.js';
-import { canDequantize, dequantize } from '../gguf/dequantize.js';
-import { readTensorBytes } from '../gguf/tensor-data.js';
+import { canDequantize } from '../gguf/dequantize.js';
+import { readTensorBytes, readTensorFloat32 } from '../gguf/tensor-data.js';
 import { tensorFromFile } from '../io/safetensors.js';
 import type { DType, NativeModel } from '../native.js';
 import { tensor } from '../tensor.js';
@@ -52,10 +54,9 @@ async function loadOne(model: NativeModel, file: GgufFile, t: GgufTensorInfo, hf
     }
     return;
   }
-  const bytes = await readTensorBytes(file, t);
   if (isRepackable(t.typeName) && isLinearWeight(hfName) && t.shape.length === 2) {
     const [rows, cols] = t.shape as [number, number];
-    const q = repackGguf(t.typeName, bytes, rows, cols);
+    const q = repackGguf(t.typeName, await readTensorBytes(file, t), rows, cols);
     const wq = await tensor(q.wq, [rows, (cols * q.bits) / 32]);
     const scales = await tensor(q.scales, [rows, cols / q.groupSize]);
     const biases = await tensor(q.biases, [rows, cols / q.groupSize]);
@@ -71,7 +72,8 @@ async function loadOne(model: NativeModel, file: GgufFile, t: GgufTensorInfo, hf
   if (!canDequantize(t.typeName)) {
     throw new Error(`${file.path}: tensor '${t.name}' has type ${t.typeName}, which mlx-qlora cannot read`);
   }
-  const value = await tensor(dequantize(t.typeName, bytes), t.shape);
+  // Decoded in chunks straight from the file: the raw bytes of a big matrix never sit beside its floats.
+  const value = await tensor(await readTensorFloat32(file, t), t.shape);
   try {
     await model.setWeight(hfName, value);
   } finally {
@@ -97,7 +99,7 @@ export async function loadGgufWeights(model: NativeModel, file: GgufFile): Promi
 export async function ggufRopePeriods(file: GgufFile, headDim: number, theta: number): Promise<Float32Array | undefined> {
   const t = file.tensors.find((x) => x.name === 'rope_freqs.weight');
   if (!t) return undefined;
-  const factors = dequantize(t.typeName, await readTensorBytes(file, t));
+  const factors = await readTensorFloat32(file, t);
   if (factors.length !== headDim / 2) throw new Error(`${file.path}: rope_freqs.weight has ${factors.length} values, expected ${headDim / 2}`);
   return Float32Array.from(factors, (f, i) => theta ** ((2 * i) / headDim) * f);
 }

@@ -2,14 +2,14 @@ import { readGgufFileInfo } from 'node-llama-cpp';
 import { afterAll, describe, expect, it } from 'vitest';
 import { readGguf } from '../../lib/gguf/reader.js';
 import { openLlamaCppOracle, type LlamaCppOracle } from '../fixtures/llama-cpp-oracle.js';
-import { makeTinyModel, type TinyModel, type TinyModelOptions } from '../fixtures/tiny-model.js';
+import { makeTinyModel, TINY_RANDOM_BLOCK_TYPES, type TinyModel, type TinyModelOptions } from '../fixtures/tiny-model.js';
 import { logitsRow, referenceLogits } from '../helpers/llama-reference.js';
 
 // Measured: F32 weights agree to ~2e-7. For F16 weights llama.cpp's CPU matmul rounds the
 // activations to f16 (~5e-4), and for Q8_0/Q4_0 weights it quantizes them to Q8_0 (~1-2e-2),
 // so those bounds are looser; a wrong Q/K permutation is still 0.1-0.5 off (checked below).
 const MAX_REL_ERROR = { F32: 1e-5, F16: 2e-3, Q8_0: 3e-2, Q4_0: 3e-2 } as const;
-// With a K-quant output.weight llama.cpp quantizes the final activations to Q8_K.
+// With a K-quant output.weight llama.cpp quantizes the final activations to Q8_K (Q8_0/Q8_1 for Q5_0/Q5_1).
 const K_QUANT_OUTPUT_REL_ERROR = 3e-2;
 
 function relError(got: Float32Array, want: Float64Array): number {
@@ -53,7 +53,7 @@ describe('llama.cpp loads the GGUF our writer makes', () => {
       const tokens = [1, 300, 17, 42, 260, 383, 5, 99];
       const got = await oracle.logits(tokens);
       const want = referenceLogits(model.config, model.weights, tokens);
-      const kOutput = model.config.outputType === 'Q4_K' || model.config.outputType === 'Q6_K';
+      const kOutput = (TINY_RANDOM_BLOCK_TYPES as readonly string[]).includes(model.config.outputType);
       const bound = kOutput ? Math.max(K_QUANT_OUTPUT_REL_ERROR, MAX_REL_ERROR[model.config.ggufType]) : MAX_REL_ERROR[model.config.ggufType];
       expect(got).toHaveLength(tokens.length);
       for (let t = 0; t < tokens.length; t++) {
@@ -104,4 +104,35 @@ describe('llama.cpp loads the GGUF our writer makes', () => {
       ours.tensors.map((t) => [t.name, [...t.ne], t.ggmlType, t.offset]),
     );
   });
+});
+
+describe('llama.cpp decodes every block type we decode, to the same values', () => {
+  // token_embd rows enter llama.cpp's graph through get_rows, which calls ggml's own
+  // dequantize_row_*; with every other tensor F32, logits reach F32 agreement (measured ~2e-7)
+  // only if each decoded embedding value is the same. 96 distinct tokens cover 96 random rows.
+  const tokens = Array.from({ length: 96 }, (_, i) => 3 + ((i * 97) % 381));
+  for (const [i, type] of TINY_RANDOM_BLOCK_TYPES.entries()) {
+    it(`${type} token_embd (rest F32): logits agree to F32 precision`, async () => {
+      const { model, oracle } = await open({ ggufType: 'F32', embeddingType: type, hidden: 256, heads: 4, kvHeads: 2, intermediate: 256, seed: 40 + i });
+      const got = await oracle.logits(tokens);
+      const want = referenceLogits(model.config, model.weights, tokens);
+      for (let t = 0; t < tokens.length; t++) {
+        expect(relError(got[t] as Float32Array, logitsRow(want, model.config.vocab, t))).toBeLessThan(MAX_REL_ERROR.F32);
+      }
+    });
+  }
+
+  // output.weight goes through llama.cpp's quantized dot products instead (vec_dot_*): a second,
+  // independent reading of the same bytes, with the activation-quantization bound above.
+  for (const [i, type] of TINY_RANDOM_BLOCK_TYPES.entries()) {
+    it(`${type} output.weight (rest F32): logits agree within the activation-quantization bound`, async () => {
+      const { model, oracle } = await open({ ggufType: 'F32', outputType: type, hidden: 256, heads: 4, kvHeads: 2, intermediate: 256, seed: 50 + i });
+      const few = tokens.slice(0, 8);
+      const got = await oracle.logits(few);
+      const want = referenceLogits(model.config, model.weights, few);
+      for (let t = 0; t < few.length; t++) {
+        expect(relError(got[t] as Float32Array, logitsRow(want, model.config.vocab, t))).toBeLessThan(K_QUANT_OUTPUT_REL_ERROR);
+      }
+    });
+  }
 });
