@@ -4,7 +4,7 @@
  * Rounds alternate between the two so that drift on a shared machine hits both alike.
  */
 import { execFileSync } from 'node:child_process';
-import { existsSync, mkdirSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { add, matmul, randomNormal, tensor, type Tensor } from '../lib/index.js';
@@ -12,10 +12,29 @@ import type { BenchRow, BenchTable } from './table.js';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const buildDir = join(here, '.build', 'cpp');
+const addonBuildDir = join(here, '..', 'build');
+
+/**
+ * CMake arguments that give the baseline the MLX and mlx-c the addon was built with. When the
+ * addon's build fetched them, its build tree holds their sources (and those of MLX's own
+ * dependencies) as _deps/<name>-src: the baseline builds from those, offline. Otherwise the addon
+ * linked an installed mlx-c, and so does the baseline. Every switch is passed each time, so a
+ * cache left by the other mode does not carry over.
+ */
+export function baselineCmakeArgs(addonBuild: string): string[] {
+  const deps = join(addonBuild, '_deps');
+  const fetched = existsSync(join(deps, 'mlx-src')) && existsSync(join(deps, 'mlxc-src'));
+  if (!fetched) return ['-DMLX_QLORA_NO_FETCH=ON', '-DMLX_QLORA_FORCE_FETCH=OFF'];
+  const sources = readdirSync(deps)
+    .filter((d) => d.endsWith('-src'))
+    .map((d) => `-DFETCHCONTENT_SOURCE_DIR_${d.slice(0, -'-src'.length).toUpperCase().replace(/-/g, '_')}=${join(deps, d)}`);
+  return ['-DMLX_QLORA_NO_FETCH=OFF', '-DMLX_QLORA_FORCE_FETCH=ON', ...sources];
+}
 
 function buildBaseline(): string {
   mkdirSync(buildDir, { recursive: true });
-  execFileSync('cmake', ['-S', join(here, 'cpp'), '-B', buildDir, '-DMLX_QLORA_NO_FETCH=ON', '-DCMAKE_BUILD_TYPE=Release'], { stdio: 'pipe' });
+  const args = ['-S', join(here, 'cpp'), '-B', buildDir, '-DCMAKE_BUILD_TYPE=Release', ...baselineCmakeArgs(addonBuildDir)];
+  execFileSync('cmake', args, { stdio: 'pipe' });
   execFileSync('cmake', ['--build', buildDir, '-j', '2'], { stdio: 'pipe' });
   const exe = join(buildDir, 'mlxc_ops_bench');
   if (!existsSync(exe)) throw new Error(`baseline did not build: ${exe}`);

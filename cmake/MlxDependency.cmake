@@ -1,6 +1,6 @@
 # Provides MLX and mlx-c to the addon as MLX_QLORA_MLX_LIBS.
 #
-# 1. An installed mlx-c (find_package(MLXC), which needs MLX's own package too), searched in
+# 1. An installed mlx-c (find_package(MLXC); MLX's own package is then required too), searched in
 #    MLX_C_DIR (CMake or environment variable), CMAKE_PREFIX_PATH, /usr/local and Homebrew.
 # 2. Otherwise mlx-c and MLX fetched from upstream at pinned revisions and linked statically, so the
 #    .node is self-contained (this is how prebuilds are made). MLX_QLORA_NO_FETCH=ON turns the
@@ -22,8 +22,19 @@ endif()
 list(APPEND _mlx_hints /usr/local /opt/homebrew /opt/homebrew/opt/mlx-c /opt/homebrew/opt/mlx)
 
 if(NOT MLX_QLORA_FORCE_FETCH)
-  find_package(MLX CONFIG QUIET HINTS ${_mlx_hints})
+  # mlx-c first, and MLX only when mlx-c is there: an installed MLX found on its own would define
+  # an imported `mlx` target that the fetch below then collides with.
   find_package(MLXC CONFIG QUIET HINTS ${_mlx_hints})
+  if(MLXC_FOUND)
+    find_package(MLX CONFIG QUIET HINTS ${_mlx_hints})
+    if(NOT MLX_FOUND)
+      message(FATAL_ERROR
+        "mlx-qlora: found mlx-c (${MLXC_DIR}) but not the MLX it links against (no MLXConfig.cmake in MLX_DIR, "
+        "CMAKE_PREFIX_PATH or ${_mlx_hints}).\n"
+        "Install MLX ${MLX_QLORA_MLX_VERSION} into the same prefix as mlx-c, set MLX_DIR to the folder holding its "
+        "MLXConfig.cmake, or build with -DMLX_QLORA_FORCE_FETCH=ON to fetch both.")
+    endif()
+  endif()
 endif()
 
 if(MLX_FOUND AND MLXC_FOUND)
@@ -38,7 +49,12 @@ elseif(MLX_QLORA_NO_FETCH)
     "Install mlx-c ${MLX_QLORA_MLXC_REVISION} with MLX ${MLX_QLORA_MLX_VERSION} (see README, 'Providing MLX'), "
     "set MLX_C_DIR to its prefix, or allow the build to fetch them (unset MLX_QLORA_NO_FETCH).")
 else()
-  message(STATUS "mlx-qlora: no installed mlx-c found; fetching MLX ${MLX_QLORA_MLX_VERSION} and mlx-c ${MLX_QLORA_MLXC_REVISION}")
+  if(MLX_QLORA_FORCE_FETCH)
+    set(_mlx_why "MLX_QLORA_FORCE_FETCH is on")
+  else()
+    set(_mlx_why "no installed mlx-c found")
+  endif()
+  message(STATUS "mlx-qlora: ${_mlx_why}; fetching MLX ${MLX_QLORA_MLX_VERSION} and mlx-c ${MLX_QLORA_MLXC_REVISION}")
   include(FetchContent)
   set(BUILD_SHARED_LIBS OFF CACHE BOOL "" FORCE)
   set(MLX_BUILD_TESTS OFF CACHE BOOL "" FORCE)

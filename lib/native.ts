@@ -106,6 +106,8 @@ export interface NativeModelInfo {
   loraNames: string[];
   /** How the decoder's linear layers are stored, e.g. { "4-bit g64": 14 }. */
   linearStorage: Record<string, number>;
+  /** Activations, norms, dense weights and quantization scales are in this dtype. */
+  computeDtype: DType;
 }
 
 export interface NativeGenerator {
@@ -154,6 +156,8 @@ export interface NativeAddon {
   createModel(config: NativeModelConfig, build: NativeBuildOptions, lora: NativeLoraOptions): Promise<NativeModel>;
   Tensor: abstract new (...args: never[]) => NativeTensor;
   mlxVersion: string;
+  /** Bytes V8 counts as external memory, which includes every live tensor's nbytes (synchronous). */
+  externalMemory(): number;
   fromBytes(data: ArrayBufferView, shape: number[], dtype: DType): Promise<NativeTensor>;
   toBytes(t: NativeTensor): Promise<ArrayBuffer>;
   matmul(a: NativeTensor, b: NativeTensor): Promise<NativeTensor>;

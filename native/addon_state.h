@@ -11,7 +11,11 @@ namespace mlxq {
 
 struct AddonState {
   std::shared_ptr<MlxThread> thread;
+  // Constructors are per environment: a worker's Init must not replace the main thread's, and
+  // each reference dies with its own environment.
   Napi::FunctionReference tensor_constructor;
+  Napi::FunctionReference model_constructor;
+  Napi::FunctionReference generator_constructor;
 };
 
 AddonState& addon_state(Napi::Env env);

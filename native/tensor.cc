@@ -28,6 +28,12 @@ void Tensor::Init(Napi::Env env, Napi::Object exports, AddonState& state) {
                                     });
   state.tensor_constructor = Napi::Persistent(ctor);
   exports.Set("Tensor", ctor);
+  // What V8 counts as external memory (the running total every tensor adjusts). Exposed because
+  // process.memoryUsage().external leaves these reports out on some Node versions (20.x).
+  exports.Set("externalMemory", Napi::Function::New(env, [](const Napi::CallbackInfo& info) -> Napi::Value {
+                return Napi::Number::New(info.Env(),
+                                         static_cast<double>(Napi::MemoryManagement::AdjustExternalMemory(info.Env(), 0)));
+              }, "externalMemory"));
 }
 
 Napi::Object Tensor::Wrap(Napi::Env env, ArrayRef box) {

@@ -17,7 +17,10 @@ import { resolveModelSource, type ModelSource } from './source.js';
 export interface LoadModelOptions {
   /** QLoRA base quantization; 'none' keeps the base dense (plain LoRA). Default 4 bits, group 64. */
   quantization?: { bits: number; groupSize: number } | 'none';
-  /** Activations, norms and dense weights; default float32 on the CPU, bfloat16 on a GPU. */
+  /**
+   * Activations, norms and dense weights; default float32 on the CPU, on a GPU bfloat16 (float16
+   * for GGUF files, see defaultComputeDtype). The choice is in LoadedModel.build and model info.
+   */
   computeDtype?: DType;
   /** How quantized linears are computed; 'auto' picks the fastest kernel for the backend. */
   kernel?: 'auto' | NativeBuildOptions['kernel'];
@@ -31,6 +34,7 @@ export interface LoadedModel {
   native: NativeModel;
   architecture: Architecture;
   source: ModelSource;
+  /** What the native model was built with, defaults resolved (computeDtype included). */
   build: NativeBuildOptions;
   dispose(): void;
 }
@@ -66,14 +70,30 @@ export async function hfWeightFiles(dir: string): Promise<string[]> {
   throw new Error(`${dir}: no model.safetensors or model.safetensors.index.json`);
 }
 
-async function defaultBuild(options: LoadModelOptions, mlxQuantization?: { bits: number; groupSize: number }): Promise<NativeBuildOptions> {
+/**
+ * The compute dtype when the caller sets none: float32 on the CPU; on a GPU bfloat16, except for
+ * GGUF files (Ollama's included), which get float16. Their Q4_0/Q4_1/Q8_0 scales are float16 and
+ * repack losslessly only while they stay float16 (bfloat16 drops 3 of their mantissa bits), and
+ * they cannot stay float16 beside bfloat16 activations: MLX's quantized_matmul promotes the two to
+ * float32 and would run every projection there. llama.cpp computes these files in float16 too.
+ */
+export function defaultComputeDtype(gpu: boolean, source: ModelSource['kind']): DType {
+  if (!gpu) return 'float32';
+  return source === 'hf' ? 'bfloat16' : 'float16';
+}
+
+async function defaultBuild(
+  options: LoadModelOptions,
+  source: ModelSource['kind'],
+  mlxQuantization?: { bits: number; groupSize: number },
+): Promise<NativeBuildOptions> {
   const gpu = (await device()).type === 'gpu';
   const q = options.quantization ?? mlxQuantization ?? { bits: 4, groupSize: 64 };
   const kernel = options.kernel && options.kernel !== 'auto' ? options.kernel : gpu ? 'quantized-matmul' : 'dequantize-matmul';
   return {
     quantBits: q === 'none' ? 0 : q.bits,
     quantGroupSize: q === 'none' ? 64 : q.groupSize,
-    computeDtype: options.computeDtype ?? (gpu ? 'bfloat16' : 'float32'),
+    computeDtype: options.computeDtype ?? defaultComputeDtype(gpu, source),
     kernel,
   };
 }
@@ -105,7 +125,7 @@ async function loadBase(spec: string, options: LoadModelOptions): Promise<Loaded
     const json = await readJson(configPath);
     architecture = architectureFromHf(json, configPath);
     const q = mlxQuantizationSchema.safeParse((json as { quantization?: unknown }).quantization);
-    build = await defaultBuild(options, q.success ? { bits: q.data.bits, groupSize: q.data.group_size } : undefined);
+    build = await defaultBuild(options, source.kind, q.success ? { bits: q.data.bits, groupSize: q.data.group_size } : undefined);
     model = await native().createModel(architecture, build, nativeLoraOptions(await loraFor(options, architecture.numLayers), architecture.numLayers));
     try {
       for (const file of await hfWeightFiles(source.path)) await model.loadSafetensors(file);
@@ -119,7 +139,7 @@ async function loadBase(spec: string, options: LoadModelOptions): Promise<Loaded
     architecture = architectureFromGguf(file);
     const periods = await ggufRopePeriods(file, architecture.headDim, architecture.ropeTheta);
     if (periods) architecture.ropePeriods = periods;
-    build = await defaultBuild(options);
+    build = await defaultBuild(options, source.kind);
     model = await native().createModel(architecture, build, nativeLoraOptions(await loraFor(options, architecture.numLayers), architecture.numLayers));
     try {
       await loadGgufWeights(model, file);

@@ -4,6 +4,7 @@
 #include <cmath>
 #include <regex>
 #include <stdexcept>
+#include <utility>
 
 #include "mx.h"
 
@@ -55,6 +56,10 @@ Model::Model(ModelConfig config, BuildOptions build, LoraOptions lora)
 }
 
 Linear* Model::linear_for(const std::string& name, std::string* which) {
+  return const_cast<Linear*>(std::as_const(*this).linear_for(name, which));
+}
+
+const Linear* Model::linear_for(const std::string& name, std::string* which) const {
   static const std::regex layer_re(R"(^model\.layers\.(\d+)\.(self_attn|mlp)\.(\w+_proj)\.(weight|bias)$)");
   std::smatch m;
   if (name == "lm_head.weight") {
@@ -75,6 +80,13 @@ Linear* Model::linear_for(const std::string& name, std::string* which) {
     }
   }
   return nullptr;
+}
+
+int Model::quantizable_in_features(const std::string& name) const {
+  if (name == "model.embed_tokens.weight") return config_.hidden_size;
+  std::string which;
+  const Linear* l = linear_for(name, &which);
+  return l != nullptr && which == "weight" ? l->in : 0;
 }
 
 void Model::set_weight(const std::string& name, Array&& value) {

@@ -63,6 +63,11 @@ class Model {
   /** An already-quantized linear weight (MLX affine layout), e.g. repacked from GGUF Q4_0. */
   void set_quantized(const std::string& name, Array&& wq, Array&& scales, Array&& biases, int bits, int group_size);
   std::vector<std::string> missing_weights() const;
+  /**
+   * Input features of a weight that may arrive MLX-quantized (the embedding and the linears), or 0
+   * for any other name. A quantized tensor's packing is only unambiguous given this.
+   */
+  int quantizable_in_features(const std::string& name) const;
   /** Checks every weight is there and creates the LoRA parameters (A Kaiming-uniform, B zero). */
   void finalize();
   bool finalized() const { return finalized_; }
@@ -111,6 +116,7 @@ class Model {
   size_t lora_parameter_count() const;
 
  private:
+  const Linear* linear_for(const std::string& name, std::string* which) const;
   Linear* linear_for(const std::string& name, std::string* which);
   Array project(const Layer& l, int p, const mlx_array x, const BlockContext& ctx,
                 const std::vector<mlx_array>* lora) const;

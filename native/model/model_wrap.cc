@@ -11,8 +11,8 @@
 #include "model/llama.h"
 #include "model/optimizer.h"
 #include "model/sampler.h"
+#include "model/weight_loader.h"
 #include "mx.h"
-#include "safetensors_entries.h"
 #include "tensor.h"
 
 namespace mlxq {
@@ -64,18 +64,17 @@ struct GeneratorState {
 
 class GeneratorWrap : public Napi::ObjectWrap<GeneratorWrap> {
  public:
-  static Napi::FunctionReference constructor;
   static void Init(Napi::Env env) {
     Napi::Function ctor = DefineClass(env, "Generator",
                                       {InstanceMethod<&GeneratorWrap::Next>("next"),
                                        InstanceMethod<&GeneratorWrap::Dispose>("dispose")});
-    constructor = Napi::Persistent(ctor);
+    addon_state(env).generator_constructor = Napi::Persistent(ctor);
   }
   static Napi::Object Wrap(Napi::Env env, std::shared_ptr<GeneratorState> state) {
     auto ext = Napi::External<std::shared_ptr<GeneratorState>>::New(
         env, new std::shared_ptr<GeneratorState>(std::move(state)),
         [](Napi::Env, std::shared_ptr<GeneratorState>* p) { delete p; });
-    return constructor.New({ext});
+    return addon_state(env).generator_constructor.New({ext});
   }
   explicit GeneratorWrap(const Napi::CallbackInfo& info) : Napi::ObjectWrap<GeneratorWrap>(info) {
     if (info.Length() != 1 || !info[0].IsExternal()) throw Napi::TypeError::New(info.Env(), "use model.generator()");
@@ -118,11 +117,9 @@ class GeneratorWrap : public Napi::ObjectWrap<GeneratorWrap> {
 
   std::shared_ptr<GeneratorState> state_;
 };
-Napi::FunctionReference GeneratorWrap::constructor;
 
 class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
  public:
-  static Napi::FunctionReference constructor;
   static void Init(Napi::Env env, Napi::Object exports) {
     Napi::Function ctor = DefineClass(
         env, "Model",
@@ -143,22 +140,24 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
          InstanceMethod<&ModelWrap::OptimizerState>("optimizerState"),
          InstanceMethod<&ModelWrap::SetOptimizerState>("setOptimizerState"),
          InstanceMethod<&ModelWrap::Dispose>("dispose")});
-    constructor = Napi::Persistent(ctor);
+    addon_state(env).model_constructor = Napi::Persistent(ctor);
     exports.Set("Model", ctor);
   }
   static Napi::Object Wrap(Napi::Env env, ModelRef model) {
     auto ext = Napi::External<ModelRef>::New(env, new ModelRef(std::move(model)),
                                              [](Napi::Env, ModelRef* p) { delete p; });
-    return constructor.New({ext});
+    return addon_state(env).model_constructor.New({ext});
   }
   explicit ModelWrap(const Napi::CallbackInfo& info) : Napi::ObjectWrap<ModelWrap>(info) {
     if (info.Length() != 1 || !info[0].IsExternal()) throw Napi::TypeError::New(info.Env(), "use createModel()");
     model_ = std::move(*info[0].As<Napi::External<ModelRef>>().Data());
     optimizer_ = std::make_shared<model::LoraOptimizer>();
+    loader_ = std::make_shared<model::WeightLoader>();
   }
   void Finalize(Napi::Env env) override {
     release_on_mlx(env, model_);
     release_on_mlx(env, optimizer_);
+    release_on_mlx(env, loader_);
   }
 
  private:
@@ -194,60 +193,13 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
     });
   }
 
-  // loadSafetensors(path): Promise<string[]> of the tensor names taken. One tensor at a time is
-  // read, converted (quantized) and evaluated, so a 7B bf16 shard never sits in memory whole.
-  // MLX-quantized checkpoints (weight/scales/biases triples) are taken as they are.
+  // loadSafetensors(path): Promise<string[]> of the tensor names taken (see WeightLoader).
   Napi::Value LoadSafetensors(const Napi::CallbackInfo& info) {
     auto m = live(info);
+    auto loader = loader_;
     std::string path = args::string_at(info, 0, "path");
-    return run_on_mlx(info.Env(), [m, path](MlxThread& mlx) -> MlxThread::Settle {
-      std::vector<std::string> taken;
-      try {
-        std::map<std::string, Array> all;
-        for (auto& [name, value] : read_safetensors(path, mlx.cpu_stream()).tensors) all.emplace(name, std::move(value));
-        auto ends_with = [](const std::string& s, const std::string& suffix) {
-          return s.size() >= suffix.size() && s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
-        };
-        for (auto& [name, value] : all) {
-          if (ends_with(name, ".scales") || ends_with(name, ".biases")) continue;
-          if (ends_with(name, ".weight") && mx::dtype_of(value.get()) == MLX_UINT32) {
-            const std::string prefix = name.substr(0, name.size() - 7);
-            auto s = all.find(prefix + ".scales");
-            auto b = all.find(prefix + ".biases");
-            if (s == all.end() || b == all.end()) {
-              throw std::runtime_error("quantized tensor '" + name + "' has no matching .scales and .biases");
-            }
-            auto ws = mx::shape_of(value.get());
-            auto ss = mx::shape_of(s->second.get());
-            const int packed = ws.back(), groups = ss.back();
-            // in = packed·32/bits and in = groups·group_size: try MLX's bit widths for the one that fits.
-            int bits = 0, group = 0;
-            for (int candidate : {4, 8, 2, 3, 5, 6}) {
-              if ((packed * 32) % candidate != 0) continue;
-              const int in = packed * 32 / candidate;
-              if (in % groups == 0 && (in / groups == 32 || in / groups == 64 || in / groups == 128)) {
-                bits = candidate;
-                group = in / groups;
-                break;
-              }
-            }
-            if (bits == 0) throw std::runtime_error("cannot infer the quantization of '" + name + "'");
-            if (name == "model.embed_tokens.weight") {
-              Array dense = mx::dequantize(value.get(), s->second.get(), b->second.get(), group, bits, MLX_FLOAT32);
-              m->set_weight(name, std::move(dense));
-            } else {
-              m->set_quantized(name, mx::ref(value.get()), mx::ref(s->second.get()), mx::ref(b->second.get()), bits,
-                               group);
-            }
-          } else {
-            m->set_weight(name, mx::ref(value.get()));
-          }
-          taken.push_back(name);
-          value.reset();  // the lazy load of this tensor is done with
-        }
-      } catch (const std::exception& e) {
-        throw std::runtime_error(path + ": " + e.what());
-      }
+    return run_on_mlx(info.Env(), [m, loader, path](MlxThread& mlx) -> MlxThread::Settle {
+      std::vector<std::string> taken = loader->load_file(*m, path, mlx.cpu_stream());
       return [taken](Napi::Env env) -> Napi::Value {
         Napi::Array out = Napi::Array::New(env, taken.size());
         for (size_t i = 0; i < taken.size(); ++i) out.Set(static_cast<uint32_t>(i), taken[i]);
@@ -258,7 +210,9 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
 
   Napi::Value Finalize_(const Napi::CallbackInfo& info) {
     auto m = live(info);
-    return run_on_mlx(info.Env(), [m](MlxThread&) {
+    auto loader = loader_;
+    return run_on_mlx(info.Env(), [m, loader](MlxThread&) {
+      loader->check_complete();
       m->finalize();
       return settle_undefined();
     });
@@ -410,14 +364,16 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
     return run_on_mlx(info.Env(), [m](MlxThread&) -> MlxThread::Settle {
       size_t base = m->base_bytes(), lora = m->lora_bytes(), params = m->lora_parameter_count();
       auto names = m->lora_names();
+      std::string compute = dtype_name(m->build().compute_dtype);
       std::map<std::string, int> quant;  // "4-bit g64" → count of linears
       for (int i = 0; i < m->config().num_layers; ++i) {
         for (const auto& l : m->layer(i).proj) {
           quant[l.bits ? std::to_string(l.bits) + "-bit g" + std::to_string(l.group_size) : "dense"]++;
         }
       }
-      return [base, lora, params, names, quant](Napi::Env env) -> Napi::Value {
+      return [base, lora, params, names, quant, compute](Napi::Env env) -> Napi::Value {
         Napi::Object out = Napi::Object::New(env);
+        out.Set("computeDtype", compute);
         out.Set("baseBytes", static_cast<double>(base));
         out.Set("loraBytes", static_cast<double>(lora));
         out.Set("loraParameters", static_cast<double>(params));
@@ -565,13 +521,15 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
   Napi::Value Dispose(const Napi::CallbackInfo& info) {
     release_on_mlx(info.Env(), model_);
     release_on_mlx(info.Env(), optimizer_);
+    release_on_mlx(info.Env(), loader_);
     return info.Env().Undefined();
   }
 
   ModelRef model_;
   std::shared_ptr<model::LoraOptimizer> optimizer_;
+  // Parts of quantized triples waiting for a later shard; lives until dispose.
+  std::shared_ptr<model::WeightLoader> loader_;
 };
-Napi::FunctionReference ModelWrap::constructor;
 
 // createModel(config, build, lora): Promise<Model>
 Napi::Value CreateModel(const Napi::CallbackInfo& info) {
