@@ -1,6 +1,7 @@
 #!/usr/bin/env node
 // Builds the addon with cmake-js (the only build path). Extra arguments go to cmake-js, e.g.
-// `--debug` or `--CDMLX_QLORA_NO_FETCH=ON`. Environment: MLX_C_DIR (an mlx-c install prefix).
+// `--debug` or `--CDMLX_QLORA_NO_FETCH=ON`. Environment: MLX_C_DIR (an mlx-c install prefix),
+// MLX_QLORA_NO_FETCH=1 / MLX_QLORA_FORCE_FETCH=1 (never / always fetch the pinned MLX and mlx-c).
 import { spawnSync } from 'node:child_process';
 import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
@@ -12,6 +13,8 @@ const cmakeJs = join(dirname(require.resolve('cmake-js/package.json')), 'bin', '
 
 const extra = process.argv.slice(2);
 if (process.env.MLX_QLORA_NO_FETCH === '1') extra.push('--CDMLX_QLORA_NO_FETCH=ON');
+// For a machine whose installed mlx-c is not the pinned one (e.g. Homebrew's follows releases).
+if (process.env.MLX_QLORA_FORCE_FETCH === '1') extra.push('--CDMLX_QLORA_FORCE_FETCH=ON');
 if (process.env.MLX_C_DIR) extra.push(`--CDMLX_C_DIR=${process.env.MLX_C_DIR}`);
 const jobs = process.env.CMAKE_BUILD_PARALLEL_LEVEL ?? '2';
 
