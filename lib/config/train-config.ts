@@ -151,7 +151,10 @@ const evalSchema = z.strictObject({
 });
 
 const checkpointSchema = z.strictObject({
-  /** A checkpoint every N optimizer steps; 0 writes one only at the end and on abort. */
+  /**
+   * A checkpoint every N optimizer steps; 0 writes one only at the end and on abort. An
+   * evaluation that sets a new best writes one too, so the best checkpoint always exists.
+   */
   every_steps: z.int().min(0).default(100),
   /** Newest checkpoints kept; the best by validation loss is kept in addition. */
   keep_last: z.int().min(1).default(3),

@@ -75,6 +75,11 @@ export class EpochIterator implements Iterable<Batch> {
     return this.epochPlan().length;
   }
 
+  /** Batches in any epoch (with packing the count varies from epoch to epoch). */
+  batchesInEpoch(epoch: number): number {
+    return epoch === this.epoch ? this.epochPlan().length : planEpoch(this.lengths, this.options, epoch).length;
+  }
+
   next(): Batch | undefined {
     for (;;) {
       if (this.epoch >= this.epochs) return undefined;

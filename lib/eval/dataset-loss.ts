@@ -14,7 +14,10 @@ export interface DatasetLossOptions {
 }
 
 export interface DatasetLoss {
-  /** Summed loss / supervised tokens. */
+  /**
+   * Summed loss / supervised tokens. NaN when nothing was supervised, and NaN/Inf when the model
+   * produced it: callers that log or compare it must check (the trainer records it as null).
+   */
   loss: number;
   /** exp(loss); null when it overflows. */
   perplexity: number | null;

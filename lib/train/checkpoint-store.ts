@@ -39,7 +39,8 @@ import {
  * by hand, damaged) the newest loadable folder is used.
  *
  * One writer per folder: opening a store cleans up what a crashed writer left, which would break a
- * writer that is still running.
+ * writer that is still running. The trainer makes sure of it with the run folder's lock
+ * (run-lock.ts), taken before the store is opened.
  */
 
 export interface CheckpointFileWriter {
@@ -173,6 +174,15 @@ export class CheckpointStore {
     await writeFileAtomic(path.join(this.dir, LATEST_FILE), `${name}\n`);
     const removed = await this.applyRetention(name);
     return { ...this.describe(name, state), removed };
+  }
+
+  /** Whether the folder holds any checkpoint, loadable or not, or a `latest` pointer. */
+  async hasCheckpoints(): Promise<boolean> {
+    if ((await this.folderNames()).length > 0) return true;
+    return stat(path.join(this.dir, LATEST_FILE)).then(
+      () => true,
+      () => false,
+    );
   }
 
   /** Every checkpoint folder, validated; the unusable ones with the reason. */

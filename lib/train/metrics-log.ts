@@ -13,8 +13,9 @@ export const METRICS_FILE = 'metrics.jsonl';
  * own and every line stays parseable.
  *
  * `append` never waits: lines are queued and written in order by one writer, several at a time
- * when the disk is slower than the run. Lines are not fsynced one by one; `sync()` does that (the
- * trainer calls it with each checkpoint), and losing the last lines to a power cut is acceptable.
+ * when the disk is slower than the run. Nothing is fsynced unless a caller asks with `sync()`; the
+ * trainer does not, because the log is a record, not state: losing its last lines to a power cut
+ * is acceptable, and a resumed run replays (and logs again) the steps after its checkpoint anyway.
  */
 export class MetricsLog {
   private queue: string[] = [];

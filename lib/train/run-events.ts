@@ -60,15 +60,29 @@ export const nonfiniteEventSchema = z.strictObject({
   count: z.int().min(1),
 });
 
+/** An update skipped because its accumulation group had no supervised token: nothing to learn. */
+export const skipEventSchema = z.strictObject({
+  type: z.literal('skip'),
+  ...base,
+  reason: z.enum(['no_supervised_tokens']),
+  /** Tokens fed through the model for nothing, padding excluded. */
+  tokens: z.int().min(0),
+});
+
 export const evalEventSchema = z.strictObject({
   type: z.literal('eval'),
   ...base,
-  val_loss: z.number(),
-  /** exp(val_loss); null when it overflows. */
+  /** Null when the loss was NaN/Inf (then `val_loss_nonfinite` is true). */
+  val_loss: z.number().nullable(),
+  // Defaulted so lines written before the flag existed still read.
+  val_loss_nonfinite: z.boolean().default(false),
+  /** exp(val_loss); null when it overflows or the loss is not finite. */
   perplexity: z.number().nullable(),
+  /** A non-finite loss is never the best. */
   is_best: z.boolean(),
-  best_val_loss: z.number(),
-  best_step: z.int().min(0),
+  /** Null until some evaluation gave a finite loss. */
+  best_val_loss: z.number().nullable(),
+  best_step: z.int().min(0).nullable(),
   evals_since_best: z.int().min(0),
 });
 
@@ -76,7 +90,8 @@ export const checkpointEventSchema = z.strictObject({
   type: z.literal('checkpoint'),
   ...base,
   path: z.string(),
-  reason: z.enum(['interval', 'abort', 'final']),
+  /** `best`: written because this step's evaluation is a new best and no other checkpoint was due. */
+  reason: z.enum(['interval', 'best', 'abort', 'final']),
 });
 
 export const doneEventSchema = z.strictObject({
@@ -101,6 +116,7 @@ export const runEventSchema = z.discriminatedUnion('type', [
   startEventSchema,
   stepEventSchema,
   nonfiniteEventSchema,
+  skipEventSchema,
   evalEventSchema,
   checkpointEventSchema,
   doneEventSchema,
@@ -110,6 +126,7 @@ export const runEventSchema = z.discriminatedUnion('type', [
 export type StartEvent = z.output<typeof startEventSchema>;
 export type StepEvent = z.output<typeof stepEventSchema>;
 export type NonfiniteEvent = z.output<typeof nonfiniteEventSchema>;
+export type SkipEvent = z.output<typeof skipEventSchema>;
 export type EvalEvent = z.output<typeof evalEventSchema>;
 export type CheckpointEvent = z.output<typeof checkpointEventSchema>;
 export type DoneEvent = z.output<typeof doneEventSchema>;

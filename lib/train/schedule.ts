@@ -38,17 +38,24 @@ export function learningRateAt(step: number, params: LrScheduleParams): number {
 }
 
 /**
- * Optimizer updates in a run: `max_steps` when given, else epochs × ⌈micro-batches per epoch /
- * grad_accumulation⌉ (a short last accumulation group at an epoch's end is still an update).
+ * Optimizer updates in a run: `max_steps` when given, else the sum over the epochs of
+ * ⌈micro-batches in that epoch / grad_accumulation⌉ (an accumulation group never spans two
+ * epochs, so a short last group is still an update). With packing each epoch's count differs, and
+ * every epoch's is needed: a resumed run must arrive at the same total, hence the same schedule.
  */
 export function totalTrainingSteps(
   training: { epochs?: number | undefined; max_steps?: number | undefined; grad_accumulation: number },
-  microBatchesPerEpoch: number,
+  microBatchesInEpoch: (epoch: number) => number,
 ): number {
   if (training.max_steps !== undefined) return training.max_steps;
-  if (!Number.isInteger(microBatchesPerEpoch) || microBatchesPerEpoch < 1) {
-    throw new RangeError(`totalTrainingSteps: an epoch needs at least one batch, got ${microBatchesPerEpoch}`);
-  }
   if (training.epochs === undefined) throw new RangeError('totalTrainingSteps: training needs epochs or max_steps');
-  return training.epochs * Math.ceil(microBatchesPerEpoch / training.grad_accumulation);
+  let total = 0;
+  for (let epoch = 0; epoch < training.epochs; epoch++) {
+    const batches = microBatchesInEpoch(epoch);
+    if (!Number.isInteger(batches) || batches < 1) {
+      throw new RangeError(`totalTrainingSteps: an epoch needs at least one batch, got ${batches} in epoch ${epoch}`);
+    }
+    total += Math.ceil(batches / training.grad_accumulation);
+  }
+  return total;
 }

@@ -4,7 +4,7 @@
  * Everything it reports is an event, on the run handle and in metrics.jsonl.
  */
 import { createHash } from 'node:crypto';
-import { mkdir, rename, rm } from 'node:fs/promises';
+import { mkdir } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { trainConfigHash } from '../config/config-hash.js';
 import { loadTrainConfig, parseTrainConfig } from '../config/load-config.js';
@@ -14,20 +14,26 @@ import { memory, resetPeakMemory, setCacheLimit, setMemoryLimit } from '../devic
 import { datasetLoss } from '../eval/dataset-loss.js';
 import { loadModel, type LoadedModel } from '../model/load-model.js';
 import { adapterConfigFor } from './adapter-config.js';
-import { CheckpointStore, type CheckpointFileWriter } from './checkpoint-store.js';
-import { fsyncDir, fsyncFile, tempName } from './durable-fs.js';
+import { writeFolderAtomically } from './atomic-folder.js';
+import type { CheckpointStore } from './checkpoint-store.js';
 import { MetricsLog } from './metrics-log.js';
-import { adapterWriters, checkpointWriters, CHECKPOINT_FILES, restoreCheckpoint } from './run-checkpoint.js';
-import { createRunEventChannel, type DoneEvent, type EventChannel, type RunEvent } from './run-events.js';
+import { adapterWriters, checkpointWriters, restoreCheckpoint } from './run-checkpoint.js';
+import { createRunEventChannel, type CheckpointEvent, type DoneEvent, type EventChannel, type RunEvent } from './run-events.js';
+import { ADAPTER_DIR, claimRunFolder } from './run-folder.js';
 import { learningRateAt, totalTrainingSteps } from './schedule.js';
-import { libraryVersion } from './trainer-state.js';
+import { libraryVersion, TRAINER_STATE_FILE } from './trainer-state.js';
 import { openTrainingData, toNativeBatch, type TrainingData } from './training-data.js';
-import { outOfMemoryHint, TrainingError } from './training-error.js';
+import { TrainingError, withMemoryHint, type MemoryContext } from './training-error.js';
+import { classifyUpdate } from './update-outcome.js';
+import { ValidationTracker, type ValidationRecord } from './validation-tracker.js';
 
 export interface TrainOptions {
   /** Stops after the current step, writes a checkpoint, and ends with reason "aborted". */
   signal?: AbortSignal;
-  /** Continue from the run folder's latest checkpoint (a fresh start if there is none). */
+  /**
+   * Continue from the run folder's latest checkpoint (a fresh start if there is none). Without it,
+   * an output folder that already has checkpoints is refused.
+   */
   resume?: boolean;
 }
 
@@ -40,23 +46,6 @@ export interface RunHandle extends AsyncIterable<RunEvent> {
 function dropoutSeed(seed: number, step: number, micro: number): number {
   const h = createHash('sha256').update(`${seed}:${step}:${micro}`).digest();
   return h.readUInt32LE(0) & 0x7fffffff;
-}
-
-/** Each file written beside its final name, synced, then renamed over it. */
-async function writeFilesAtomically(dir: string, writers: readonly CheckpointFileWriter[]): Promise<void> {
-  await mkdir(dir, { recursive: true });
-  for (const w of writers) {
-    const tmp = join(dir, tempName(w.name));
-    try {
-      await w.write(tmp);
-      await fsyncFile(tmp);
-      await rename(tmp, join(dir, w.name));
-    } catch (error) {
-      await rm(tmp, { force: true });
-      throw error;
-    }
-  }
-  await fsyncDir(dir);
 }
 
 function now(): string {
@@ -85,11 +74,24 @@ class Run {
     const c = this.config;
     const output = resolve(c.output);
     await mkdir(output, { recursive: true });
-    this.log = await MetricsLog.open(output);
     let step = 0;
+    let release: (() => Promise<void>) | undefined;
+    // MLX's limits are process-wide: put back what the host process had once the run ends.
+    const restoreLimits: Array<() => Promise<unknown>> = [];
     try {
-      if (c.memory.limit !== undefined) await setMemoryLimit(c.memory.limit);
-      if (c.memory.cache_limit !== undefined) await setCacheLimit(c.memory.cache_limit);
+      // Before anything else touches the folder (the metrics log included): it may be another run's.
+      const folder = await claimRunFolder(output, { keepLast: c.checkpoint.keep_last, resume: this.options.resume ?? false });
+      release = folder.release;
+      this.store = folder.store;
+      this.log = await MetricsLog.open(output);
+      if (c.memory.limit !== undefined) {
+        const previous = await setMemoryLimit(c.memory.limit);
+        restoreLimits.push(() => setMemoryLimit(previous));
+      }
+      if (c.memory.cache_limit !== undefined) {
+        const previous = await setCacheLimit(c.memory.cache_limit);
+        restoreLimits.push(() => setCacheLimit(previous));
+      }
       this.data = await openTrainingData({ ...c, output });
       const model = await loadModel(c.model, {
         quantization: c.quantization === 'none' ? 'none' : { bits: c.quantization.bits, groupSize: c.quantization.group_size },
@@ -98,32 +100,21 @@ class Run {
       });
       this.model = model;
       const adapterConfig = adapterConfigFor(c, { num_hidden_layers: model.architecture.numLayers, architecture: model.architecture.family });
-      this.store = await CheckpointStore.open(join(output, 'checkpoints'), { keepLast: c.checkpoint.keep_last, requiredFiles: [...CHECKPOINT_FILES] });
       const configHash = trainConfigHash(c);
 
-      let cursor: DataCursor | undefined;
-      let best: { metric: number; step: number } | null = null;
-      let evalsSinceBest = 0;
-      let nonfinite = 0;
-      let resumedFrom: string | null = null;
-      if (this.options.resume) {
-        const { checkpoint } = await this.store.loadLatest();
-        if (checkpoint) {
-          if (checkpoint.state.config_hash !== configHash) {
-            throw new TrainingError(
-              `cannot resume from ${checkpoint.dir}: the config changed since it was written (hash ${checkpoint.state.config_hash.slice(0, 12)} ≠ ${configHash.slice(0, 12)}); resuming would not reproduce the run`,
-              'config_changed',
-            );
-          }
-          await restoreCheckpoint(model.native, checkpoint.files);
-          step = checkpoint.state.step;
-          cursor = checkpoint.state.data_cursor as DataCursor;
-          best = checkpoint.state.best;
-          evalsSinceBest = checkpoint.state.evals_since_best;
-          nonfinite = checkpoint.state.nonfinite_count;
-          resumedFrom = checkpoint.dir;
-        }
+      const resumed = this.options.resume ? (await this.store.loadLatest()).checkpoint : undefined;
+      if (resumed && resumed.state.config_hash !== configHash) {
+        throw new TrainingError(
+          `cannot resume from ${resumed.dir}: the config changed since it was written (hash ${resumed.state.config_hash.slice(0, 12)} ≠ ${configHash.slice(0, 12)}); resuming would not reproduce the run`,
+          'config_changed',
+        );
       }
+      if (resumed) {
+        await restoreCheckpoint(model.native, resumed.files);
+        step = resumed.state.step;
+      }
+      const tracker = new ValidationTracker(resumed?.state.best ?? null, resumed?.state.evals_since_best ?? 0);
+      let nonfinite = resumed?.state.nonfinite_count ?? 0;
 
       const t = c.training;
       const batches = new EpochIterator(this.data.train, {
@@ -133,32 +124,64 @@ class Run {
         seed: t.seed,
         padId: this.data.padId,
         ...(t.epochs !== undefined ? { epochs: t.epochs } : {}),
-        ...(cursor ? { cursor } : {}),
+        ...(resumed ? { cursor: resumed.state.data_cursor as DataCursor } : {}),
       });
-      const perEpoch = batches.batchesPerEpoch;
-      const totalSteps = totalTrainingSteps(t, perEpoch);
+      // Every epoch's own count: with packing they differ, and a run resumed in any epoch must
+      // arrive at the same total, or its learning rates (and so its losses) would differ.
+      const totalSteps = totalTrainingSteps(t, (epoch) => batches.batchesInEpoch(epoch));
+      if (resumed && resumed.state.schedule.total_steps !== totalSteps) {
+        throw new TrainingError(
+          `cannot resume from ${resumed.dir}: its ${TRAINER_STATE_FILE} has schedule.total_steps ${resumed.state.schedule.total_steps}, but this run counts ${totalSteps} steps; resuming would change the learning-rate schedule`,
+          'schedule_changed',
+        );
+      }
       const schedule = { learning_rate: t.learning_rate, min_lr: t.min_lr, warmup_steps: t.warmup_steps, schedule: t.schedule, total_steps: totalSteps };
-      this.emit({ type: 'start', time: now(), step, total_steps: totalSteps, resumed_from: resumedFrom, config_hash: configHash, library_version: libraryVersion() });
+      this.emit({ type: 'start', time: now(), step, total_steps: totalSteps, resumed_from: resumed?.dir ?? null, config_hash: configHash, library_version: libraryVersion() });
+      const memoryContext = (phase: string, batch?: { rows: number; width: number }): MemoryContext => ({
+        step,
+        phase,
+        ...(batch ? { batch } : {}),
+        settings: { batchSize: t.batch_size, maxSeqLength: c.data.max_seq_length, gradCheckpointing: t.grad_checkpointing, rank: c.lora.rank },
+      });
 
-      const evaluate = async (): Promise<number | undefined> => {
-        if (!this.data?.valid || this.data.valid.size === 0) return undefined;
-        const r = await datasetLoss(model.native, this.data.valid, {
-          batchSize: t.batch_size,
-          maxSeqLength: c.data.max_seq_length,
-          padId: this.data.padId,
-          ...(c.eval.max_batches !== undefined ? { maxBatches: c.eval.max_batches } : {}),
+      let lr = learningRateAt(Math.min(step, totalSteps - 1), schedule);
+      let epoch = batches.cursor.epoch;
+      let lastEval: (ValidationRecord & { step: number }) | undefined = resumed ? { step, loss: resumed.state.eval_loss, isBest: false } : undefined;
+      let evaluatedAt = resumed && resumed.state.eval_loss !== null ? step : -1;
+      let lastCheckpointStep = resumed ? step : -1;
+
+      const evaluate = async (): Promise<ValidationRecord | undefined> => {
+        evaluatedAt = step;
+        const valid = this.data?.valid;
+        if (!valid || valid.size === 0) return undefined;
+        const r = await withMemoryHint(
+          () =>
+            datasetLoss(model.native, valid, {
+              batchSize: t.batch_size,
+              maxSeqLength: c.data.max_seq_length,
+              padId: this.data!.padId,
+              ...(c.eval.max_batches !== undefined ? { maxBatches: c.eval.max_batches } : {}),
+            }),
+          memoryContext('evaluation'),
+        );
+        const record = tracker.record(step, r.loss);
+        const best = tracker.best;
+        this.emit({
+          type: 'eval',
+          time: now(),
+          step,
+          val_loss: record.loss,
+          val_loss_nonfinite: record.loss === null,
+          perplexity: record.loss === null ? null : r.perplexity,
+          is_best: record.isBest,
+          best_val_loss: best?.metric ?? null,
+          best_step: best?.step ?? null,
+          evals_since_best: tracker.evalsSinceBest,
         });
-        const isBest = best === null || r.loss < best.metric;
-        if (isBest) {
-          best = { metric: r.loss, step };
-          evalsSinceBest = 0;
-        } else {
-          evalsSinceBest++;
-        }
-        this.emit({ type: 'eval', time: now(), step, val_loss: r.loss, perplexity: r.perplexity, is_best: isBest, best_val_loss: best!.metric, best_step: best!.step, evals_since_best: evalsSinceBest });
-        return r.loss;
+        lastEval = { step, ...record };
+        return record;
       };
-      const checkpoint = async (reason: 'interval' | 'abort' | 'final', evalLoss: number | undefined, lr: number, epoch: number) => {
+      const checkpoint = async (reason: CheckpointEvent['reason']): Promise<void> => {
         const saved = await this.store!.save(
           {
             step,
@@ -166,23 +189,21 @@ class Run {
             data_cursor: batches.cursor,
             rng_state: { seed: t.seed, scheme: 'sha256(seed:step:micro)' },
             schedule: { total_steps: totalSteps, learning_rate: lr },
-            best,
-            eval_loss: evalLoss ?? null,
-            evals_since_best: evalsSinceBest,
+            best: tracker.best,
+            // Retention keeps the checkpoint with the lowest of these: the best one.
+            eval_loss: lastEval?.step === step ? lastEval.loss : null,
+            evals_since_best: tracker.evalsSinceBest,
             nonfinite_count: nonfinite,
             config_hash: configHash,
           },
           checkpointWriters(model.native, adapterConfig),
         );
+        lastCheckpointStep = step;
         this.emit({ type: 'checkpoint', time: now(), step, path: saved.dir, reason });
       };
 
       await resetPeakMemory();
       let reason: DoneEvent['reason'] = 'completed';
-      let lr = learningRateAt(Math.min(step, totalSteps - 1), schedule);
-      let epoch = batches.cursor.epoch;
-      let lastEvalStep = -1;
-      let lastCheckpointStep = resumedFrom ? step : -1;
       let rate: number | undefined;
       while (step < totalSteps) {
         if (this.options.signal?.aborted) {
@@ -204,49 +225,48 @@ class Run {
         let groupEpoch: number | undefined;
         let micro = 0;
         for (; micro < t.grad_accumulation; micro++) {
-          // An accumulation group never spans two epochs: the cursor after a short group is the
-          // start of the next epoch, where a resumed run continues too.
-          if (groupEpoch !== undefined && batches.cursor.batch === 0) break;
+          // An accumulation group never spans two epochs (the step count assumes it): a group
+          // that reaches its epoch's last batch is an update of its own, even if short. The cursor
+          // stays at the end of that epoch, and the iterator moves on when asked for more.
+          const at = batches.cursor;
+          if (groupEpoch !== undefined && at.batch >= batches.batchesInEpoch(at.epoch)) break;
           const batch = batches.next();
           if (!batch) break;
           groupEpoch ??= batch.epoch;
           epoch = batch.epoch;
           realTokens += batch.realTokens;
-          try {
-            const nativeBatch = toNativeBatch(batch);
-            await timed(
-              model.native.accumulateGradients(nativeBatch, {
-                dropoutSeed: dropoutSeed(t.seed, step, micro),
-                checkpoint: t.grad_checkpointing,
-              }),
-            );
-          } catch (error) {
-            throw outOfMemoryHint(error, batch.rows, batch.width, step);
-          }
+          const nativeBatch = toNativeBatch(batch);
+          const options = { dropoutSeed: dropoutSeed(t.seed, step, micro), checkpoint: t.grad_checkpointing };
+          await withMemoryHint(() => timed(model.native.accumulateGradients(nativeBatch, options)), memoryContext('forward/backward', batch));
         }
         if (micro === 0) break; // the data ran out (epochs done)
-        const update = await timed(model.native.applyOptimizer({ learningRate: lr, weightDecay: t.weight_decay, maxGradNorm: t.max_grad_norm }));
-        const loss = update.tokens > 0 ? update.lossSum / update.tokens : Number.NaN;
-        if (!Number.isFinite(update.lossSum) || !Number.isFinite(update.gradNorm)) {
+        const update = await withMemoryHint(
+          () => timed(model.native.applyOptimizer({ learningRate: lr, weightDecay: t.weight_decay, maxGradNorm: t.max_grad_norm })),
+          memoryContext('optimizer update'),
+        );
+        const outcome = classifyUpdate(update);
+        if (outcome.kind === 'nonfinite') {
           nonfinite++;
-          this.emit({ type: 'nonfinite', time: now(), step, loss: Number.isFinite(loss) ? loss : null, grad_norm: Number.isFinite(update.gradNorm) ? update.gradNorm : null, count: nonfinite });
+          this.emit({ type: 'nonfinite', time: now(), step, loss: outcome.loss, grad_norm: outcome.gradNorm, count: nonfinite });
           if (nonfinite > t.max_nonfinite_steps) {
             throw new TrainingError(`${nonfinite} updates had a NaN/Inf loss or gradient (training.max_nonfinite_steps is ${t.max_nonfinite_steps}); lower training.learning_rate or check the data`, 'nonfinite_limit');
           }
+        } else if (outcome.kind === 'empty') {
+          this.emit({ type: 'skip', time: now(), step, reason: 'no_supervised_tokens', tokens: realTokens });
         }
         step++;
         const seconds = (performance.now() - stepStart) / 1000;
         rate = rate === undefined ? seconds : 0.8 * rate + 0.2 * seconds;
-        const mem = await memory();
-        if (Number.isFinite(loss) && Number.isFinite(update.gradNorm)) {
+        if (outcome.kind === 'applied') {
+          const mem = await memory();
           this.emit({
             type: 'step',
             time: now(),
             step,
             epoch,
-            loss,
+            loss: outcome.loss,
             lr,
-            grad_norm: update.gradNorm,
+            grad_norm: outcome.gradNorm,
             tokens: realTokens,
             supervised_tokens: Math.round(update.tokens),
             tokens_per_sec: realTokens / seconds,
@@ -258,35 +278,31 @@ class Run {
             native_seconds: nativeSeconds,
           });
         }
-        let evalLoss: number | undefined;
-        if (c.eval.every_steps > 0 && step % c.eval.every_steps === 0) {
-          evalLoss = await evaluate();
-          lastEvalStep = step;
-        }
-        if (c.checkpoint.every_steps > 0 && step % c.checkpoint.every_steps === 0) {
-          await checkpoint('interval', evalLoss, lr, epoch);
-          lastCheckpointStep = step;
-        }
-        if (evalLoss !== undefined && c.eval.early_stopping_patience > 0 && evalsSinceBest >= c.eval.early_stopping_patience) {
+        const isLast = step >= totalSteps;
+        const evaluated = isLast || (c.eval.every_steps > 0 && step % c.eval.every_steps === 0) ? await evaluate() : undefined;
+        // A new best is written even off the checkpoint interval: the best checkpoint must exist.
+        const due = isLast ? 'final' : c.checkpoint.every_steps > 0 && step % c.checkpoint.every_steps === 0 ? 'interval' : evaluated?.isBest ? 'best' : undefined;
+        if (due) await checkpoint(due);
+        if (!isLast && evaluated && c.eval.early_stopping_patience > 0 && tracker.evalsSinceBest >= c.eval.early_stopping_patience) {
           reason = 'early_stopping';
           break;
         }
       }
       if (reason === 'aborted') {
-        if (lastCheckpointStep !== step) await checkpoint('abort', undefined, lr, epoch);
+        if (lastCheckpointStep !== step) await checkpoint('abort');
       } else {
-        const evalLoss = lastEvalStep === step ? undefined : await evaluate();
-        if (lastCheckpointStep !== step) await checkpoint('final', evalLoss, lr, epoch);
+        const evaluated = evaluatedAt === step ? undefined : await evaluate();
+        // A checkpoint already at this step is written again when its evaluation came after it.
+        if (lastCheckpointStep !== step || evaluated?.isBest) await checkpoint('final');
       }
-      const adapterDir = join(output, 'adapter');
-      await writeFilesAtomically(adapterDir, adapterWriters(model.native, adapterConfig));
-      const finalBest = best as { metric: number; step: number } | null;
+      const adapterDir = await writeFolderAtomically(output, ADAPTER_DIR, adapterWriters(model.native, adapterConfig));
+      const best = tracker.best;
       const done: DoneEvent = {
         type: 'done',
         time: now(),
         step,
         reason,
-        best: finalBest ? { step: finalBest.step, val_loss: finalBest.metric } : null,
+        best: best ? { step: best.step, val_loss: best.metric } : null,
         adapter_path: adapterDir,
         elapsed_seconds: (performance.now() - this.started) / 1000,
       };
@@ -299,7 +315,9 @@ class Run {
     } finally {
       this.model?.dispose();
       this.data?.close();
-      await this.log.close();
+      await this.log?.close();
+      for (const restore of restoreLimits.reverse()) await restore();
+      await release?.();
     }
   }
 }

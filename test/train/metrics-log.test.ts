@@ -71,7 +71,7 @@ describe('MetricsLog', () => {
   it('rejects an event that does not fit the schema, naming the field', async () => {
     const log = await MetricsLog.open(runDir);
     expect(() => log.append({ ...checkpointEvent(1), reason: 'whim' } as unknown as RunEvent)).toThrow(
-      'metrics event checkpoint: reason: expected one of interval | abort | final, got "whim"',
+      'metrics event checkpoint: reason: expected one of interval | best | abort | final, got "whim"',
     );
     expect(() => log.append({ ...errorEvent(1), step: -1 })).toThrow('metrics event error: step: must be >= 0, got -1');
     await log.close();

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { EventChannel, createRunEventChannel, runEventSchema, type RunEvent } from '../../lib/train/run-events.js';
+import { EventChannel, createRunEventChannel, runEventSchema, type EvalEvent, type RunEvent } from '../../lib/train/run-events.js';
 
 const time = '2026-01-02T03:04:05.000Z';
 const stepEvent = (step: number): RunEvent => ({
@@ -25,6 +25,7 @@ const evalEvent = (step: number): RunEvent => ({
   time,
   step,
   val_loss: 1.9,
+  val_loss_nonfinite: false,
   perplexity: Math.exp(1.9),
   is_best: true,
   best_val_loss: 1.9,
@@ -54,6 +55,21 @@ describe('run event schema', () => {
     expect(runEventSchema.safeParse({ ...stepEvent(1), type: 'progress' }).success).toBe(false);
     expect(runEventSchema.safeParse({ ...stepEvent(1), loss: Number.NaN }).success).toBe(false);
     expect(runEventSchema.safeParse({ ...stepEvent(1), extra: 1 }).success).toBe(false);
+  });
+
+  it('carries a NaN/Inf validation loss as null with a flag, and reads lines written before the flag', () => {
+    const nan: RunEvent = { ...(evalEvent(4) as EvalEvent), val_loss: null, val_loss_nonfinite: true, perplexity: null, is_best: false, best_val_loss: null, best_step: null };
+    expect(runEventSchema.parse(JSON.parse(JSON.stringify(nan)))).toEqual(nan);
+    // JSON.stringify writes NaN as null: without the flag a reader could not tell it from "no loss".
+    expect(runEventSchema.safeParse({ ...evalEvent(4), val_loss: Number.NaN }).success).toBe(false);
+    const { val_loss_nonfinite: _, ...old } = evalEvent(2) as EvalEvent;
+    expect(runEventSchema.parse(old)).toEqual(evalEvent(2));
+  });
+
+  it('accepts a skipped update without supervised tokens', () => {
+    const skip: RunEvent = { type: 'skip', time, step: 3, reason: 'no_supervised_tokens', tokens: 120 };
+    expect(runEventSchema.parse(skip)).toEqual(skip);
+    expect(runEventSchema.safeParse({ ...skip, reason: 'bored' }).success).toBe(false);
   });
 });
 

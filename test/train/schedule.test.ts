@@ -71,16 +71,19 @@ describe('learningRateAt', () => {
 
 describe('totalTrainingSteps', () => {
   it('uses max_steps when given', () => {
-    expect(totalTrainingSteps({ max_steps: 250, grad_accumulation: 4 }, 1)).toBe(250);
+    expect(totalTrainingSteps({ max_steps: 250, grad_accumulation: 4 }, () => 1)).toBe(250);
   });
 
-  it('counts epochs × ceil(micro-batches / accumulation)', () => {
-    expect(totalTrainingSteps({ epochs: 3, grad_accumulation: 4 }, 8)).toBe(6);
-    expect(totalTrainingSteps({ epochs: 3, grad_accumulation: 4 }, 10)).toBe(9);
-    expect(totalTrainingSteps({ epochs: 1, grad_accumulation: 1 }, 7)).toBe(7);
+  it('sums ceil(micro-batches / accumulation) over the epochs', () => {
+    expect(totalTrainingSteps({ epochs: 3, grad_accumulation: 4 }, () => 8)).toBe(6);
+    expect(totalTrainingSteps({ epochs: 3, grad_accumulation: 4 }, () => 10)).toBe(9);
+    expect(totalTrainingSteps({ epochs: 1, grad_accumulation: 1 }, () => 7)).toBe(7);
+    // Packing: each epoch has its own count, and each epoch's short last group is an update.
+    const packed = [47, 45, 46];
+    expect(totalTrainingSteps({ epochs: 3, grad_accumulation: 3 }, (e) => packed[e]!)).toBe(16 + 15 + 16);
   });
 
-  it('rejects an empty epoch', () => {
-    expect(() => totalTrainingSteps({ epochs: 1, grad_accumulation: 1 }, 0)).toThrow(/at least one batch/);
+  it('rejects an empty epoch, naming it', () => {
+    expect(() => totalTrainingSteps({ epochs: 2, grad_accumulation: 1 }, (e) => (e === 1 ? 0 : 3))).toThrow(/at least one batch, got 0 in epoch 1/);
   });
 });

@@ -22,11 +22,15 @@ function formatSeconds(s: number | null): string {
 function describe(event: RunEvent): string | undefined {
   switch (event.type) {
     case 'eval':
-      return `eval @ step ${event.step}: val_loss ${event.val_loss.toFixed(4)}, perplexity ${event.perplexity?.toFixed(2) ?? '∞'}${event.is_best ? ' (best)' : ''}`;
+      return event.val_loss === null
+        ? `eval @ step ${event.step}: val_loss is NaN/Inf (not counted as best)`
+        : `eval @ step ${event.step}: val_loss ${event.val_loss.toFixed(4)}, perplexity ${event.perplexity?.toFixed(2) ?? '∞'}${event.is_best ? ' (best)' : ''}`;
     case 'checkpoint':
       return `checkpoint (${event.reason}) → ${event.path}`;
     case 'nonfinite':
       return `step ${event.step}: NaN/Inf loss or gradient, update skipped (${event.count} so far)`;
+    case 'skip':
+      return `step ${event.step}: no supervised token in this update's batches, update skipped`;
     case 'done':
       return `done (${event.reason}) after ${event.step} steps in ${formatSeconds(event.elapsed_seconds)}${event.best ? `; best val_loss ${event.best.val_loss.toFixed(4)} at step ${event.best.step}` : ''}; adapter: ${event.adapter_path}`;
     default:
@@ -43,6 +47,12 @@ export function register(program: Command): void {
     .option('--json', 'print every event as a JSON line instead of a progress bar')
     .action(async (flags: TrainFlags) => {
       const controller = new AbortController();
+      const bar = flags.json
+        ? undefined
+        : new cliProgress.SingleBar(
+            { format: 'step {value}/{total} |{bar}| loss {loss} | {tps} tok/s | mem {mem} GB | ETA {eta}', hideCursor: true, clearOnComplete: false },
+            cliProgress.Presets.shades_classic,
+          );
       let interrupts = 0;
       const onSigint = () => {
         interrupts++;
@@ -50,17 +60,17 @@ export function register(program: Command): void {
           process.stderr.write('\nstopping after this step and writing a checkpoint (Ctrl+C again to quit at once)\n');
           controller.abort();
         } else {
-          // Checkpoints are written to a temporary folder and renamed, so quitting now loses only this step.
-          process.exit(130);
+          // process.exit() would run the addon's cleanup, which waits for the MLX job in flight.
+          // With no listener left the re-raised signal takes its default action and ends the
+          // process at once. Checkpoints are written to a temporary folder and renamed, so this
+          // loses only the steps since the last one; the run lock left behind is stale and taken
+          // over by --resume.
+          bar?.stop(); // gives the terminal its cursor back
+          process.removeAllListeners('SIGINT');
+          process.kill(process.pid, 'SIGINT');
         }
       };
       process.on('SIGINT', onSigint);
-      const bar = flags.json
-        ? undefined
-        : new cliProgress.SingleBar(
-            { format: 'step {value}/{total} |{bar}| loss {loss} | {tps} tok/s | mem {mem} GB | ETA {eta}', hideCursor: true, clearOnComplete: false },
-            cliProgress.Presets.shades_classic,
-          );
       const say = (line: string) => {
         if (bar) bar.stop();
         process.stderr.write(`${line}\n`);
