@@ -2,6 +2,8 @@
  * `--emit chatml|alpaca|sharegpt`: the cleaned records (after filters and dedupe) in formats other
  * trainers read. Plain-text records are written as `{"text": ...}` in every format. Alpaca holds one
  * exchange only, so multi-turn conversations are counted as not representable rather than cut.
+ * ShareGPT has no per-turn weight: a weight-0 turn keeps `"weight": 0` as an extra key (our reader
+ * and some trainers honour it, others ignore it), and the report counts such records.
  */
 import type { DataRecord, RecordBody } from './record.js';
 
@@ -16,7 +18,9 @@ export function emitRecord(body: RecordBody, format: EmitFormat, quality: number
   if (body.kind === 'text') return { text: body.text, ...extra };
   const messages = body.messages;
   if (format === 'chatml') return { messages: messages.map((m) => (m.weight === 0 ? { ...m } : { role: m.role, content: m.content })), ...extra };
-  if (format === 'sharegpt') return { conversations: messages.map((m) => ({ from: SHAREGPT_FROM[m.role], value: m.content })), ...extra };
+  if (format === 'sharegpt') {
+    return { conversations: messages.map((m) => ({ from: SHAREGPT_FROM[m.role], value: m.content, ...(m.weight === 0 ? { weight: 0 } : {}) })), ...extra };
+  }
   const system = messages.filter((m) => m.role === 'system');
   const rest = messages.filter((m) => m.role !== 'system');
   if (system.length > 1 || rest.length !== 2 || rest[0]!.role !== 'user' || rest[1]!.role !== 'assistant') return undefined;
@@ -27,6 +31,11 @@ export function emitRecord(body: RecordBody, format: EmitFormat, quality: number
     ...(system[0] ? { system: system[0].content } : {}),
     ...extra,
   };
+}
+
+/** True when emitting the record in `format` relies on a key that format does not define. */
+export function carriesExtraWeight(body: RecordBody, format: EmitFormat): boolean {
+  return format === 'sharegpt' && body.kind === 'chat' && body.messages.some((m) => m.weight === 0);
 }
 
 /** What phase 1 spills to disk so phase 2 can emit the records that survive dedupe. */

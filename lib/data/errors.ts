@@ -1,6 +1,7 @@
 /**
  * Why a line or record was rejected. Codes are stable strings: the report groups by them and tests
- * assert them.
+ * assert them. Whether a reason is an error (the line is wrong; --strict stops) or a filter (the
+ * line is fine but left out) is decided where it is raised; see docs/data.md for the list.
  */
 export const REJECTION_REASONS = [
   'invalid-utf8',
@@ -19,7 +20,10 @@ export const REJECTION_REASONS = [
   'below-min-quality',
   'too-few-messages',
   'template-error',
+  'tokenizer-error',
+  'encode-error',
   'too-long',
+  'truncated-away',
   'no-trained-tokens',
 ] as const;
 export type RejectionReason = (typeof REJECTION_REASONS)[number];

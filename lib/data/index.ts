@@ -4,12 +4,14 @@ export { EpochIterator, dataCursorSchema, type DataCursor, type EpochIteratorOpt
 export { planEpoch, planStats, batchPlanOptionsSchema, type BatchPlanOptions, type BatchPlanOptionsInput, type PlanStats, type PlannedBatch } from './batch-plan.js';
 export { PreparedDataset, PreparedSplit, openPreparedDataset, type RecordSource, type TokenRecord } from './prepared-dataset.js';
 export { readManifest, manifestSchema, MANIFEST_FILE, type Manifest, type ShardInfo, type SplitInfo } from './manifest.js';
-export { prepareDataset, prepareOptionsSchema, type PrepareOptionsInput, type PrepareResult, type PrepareProgress, type PrepareHooks } from './prepare.js';
+export { prepareDataset, prepareOptionsSchema, parsePrepareOptions, type PrepareOptionsInput, type PrepareResult, type PrepareProgress, type PrepareHooks } from './prepare.js';
 export { formatReport, type PrepareReport } from './report.js';
 export { createConversationLogger, type ConversationLogger, type ConversationLoggerOptions, type LoggedConversation } from './conversation-logger.js';
 export { readJsonlLines, DEFAULT_MAX_LINE_BYTES, type JsonlItem, type JsonlReadOptions } from './jsonl-reader.js';
 export { readInputRecords, type LineOutcome } from './record-reader.js';
-export { resolveInputs, type InputFile } from './inputs.js';
+export { resolveInputs, type InputFile, type ResolveInputsOptions } from './inputs.js';
+export { formatChooser, parseFormatSpec, globToRegExp, type FormatOverride } from './format-overrides.js';
+export { QualityJoin, type QualityJoinCounts } from './quality-join.js';
 export { FORMAT_PARSERS, detectFileFormat, detectLineFormat } from './formats/index.js';
 export { resolveFieldMapping, fieldMappingSchema, type FieldMapping, type FieldMappingInput } from './field-mapping.js';
 export { ROLES, RECORD_FORMATS, type Role, type ChatMessage, type RecordBody, type DataRecord, type RecordFormat } from './record.js';

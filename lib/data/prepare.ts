@@ -3,31 +3,39 @@
  *
  * Two streaming passes keep memory flat whatever the corpus size:
  * 1. read every file line by line; validate, join quality, filter, render + tokenize + mask, hash;
- *    spill tokens, masks, a fixed-size row per record and dedupe keys to a temp folder;
+ *    spill tokens, masks, a fixed-size row per record, dedupe keys and MinHash signatures to a
+ *    temp folder;
  * 2. resolve duplicates (duplicate-index.ts), then copy the surviving records into their split's
  *    shards and fill the report's histograms.
  * What stays in memory per record is the dedupe union-find (≈5 bytes); quality scores from
- * quality_metrics files are held by conversation id.
+ * quality_metrics files are held by conversation id (quality-join.ts).
+ *
+ * A record that cannot be used is rejected with its file:line and a reason, never silently: an
+ * error (the line is wrong: bad JSON, schema, template or tokenizer failure; --strict stops at the
+ * first) or filtered (the line is fine but left out: quality, length, failed agent generation).
  */
 import { createHash } from 'node:crypto';
 import { existsSync, mkdirSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { z } from 'zod';
-import { ConversationEncoder, type TrainOn } from '../tokenizer/conversation-encoder.js';
+import { ConversationEncoder, type EncodedRecord, type TrainOn } from '../tokenizer/conversation-encoder.js';
 import { loadModelTokenizer, type ModelTokenizer } from '../tokenizer/load-tokenizer.js';
 import { TemplateRenderError } from '../tokenizer/chat-template.js';
+import { OffsetAlignmentError } from '../tokenizer/offsets.js';
 import { TemplateSpanError } from '../tokenizer/span-render.js';
 import { planEpoch, planStats, batchPlanOptionsSchema } from './batch-plan.js';
 import { BufferedFileWriter, SequentialFileReader } from './buffered-file.js';
 import { hashNormalized, normalizedContent } from './content-hash.js';
 import { DUPLICATE_STATUS, DuplicateIndex } from './duplicate-index.js';
-import { EMIT_FORMATS, emitRecord, spillRecord, unspillRecord, type EmitFormat } from './emit.js';
+import { carriesExtraWeight, EMIT_FORMATS, emitRecord, spillRecord, unspillRecord, type EmitFormat } from './emit.js';
 import { formatRejection, StrictModeError, type Rejection, type RejectionReason } from './errors.js';
-import { resolveFieldMapping, type FieldMappingInput } from './field-mapping.js';
+import { fieldMappingSchema, resolveFieldMapping } from './field-mapping.js';
+import { formatChooser } from './format-overrides.js';
 import { resolveInputs, type InputFile } from './inputs.js';
 import { readJsonlLines } from './jsonl-reader.js';
 import { MANIFEST_FILE, MANIFEST_KIND, type Manifest } from './manifest.js';
-import { bandKeys, lshParams, minhashSignature } from './minhash.js';
+import { bandKeys, compactSignature, lshParams, minhashSignature, NUM_PERM } from './minhash.js';
+import { QualityJoin } from './quality-join.js';
 import { RECORD_FORMATS, messageCount, type DataRecord, type RecordFormat } from './record.js';
 import { readInputRecords } from './record-reader.js';
 import { LengthHistogram, MAX_EXAMPLES, qualityBin, type PrepareReport } from './report.js';
@@ -43,7 +51,10 @@ export const prepareOptionsSchema = z.object({
   ollamaModelsDir: z.string().optional(),
   /** Force one format for every input instead of detecting per file. */
   format: z.enum(RECORD_FORMATS).optional(),
-  mapping: z.custom<FieldMappingInput>().optional(),
+  /** Per-file formats, before `format`: the first pattern matching a file wins (format-overrides.ts). */
+  formatByFile: z.array(z.object({ pattern: z.string().min(1), format: z.enum(RECORD_FORMATS) })).default([]),
+  /** Field names of exports that name them differently (field-mapping.ts). */
+  mapping: fieldMappingSchema.optional(),
   reasoning: z.enum(['omit', 'inline']).default('omit'),
   minQuality: z.number().min(0).max(1).optional(),
   keepUnscored: z.boolean().default(false),
@@ -63,6 +74,35 @@ export const prepareOptionsSchema = z.object({
   reportBatchSize: z.number().int().positive().default(4),
 });
 export type PrepareOptionsInput = z.input<typeof prepareOptionsSchema>;
+type PrepareOptions = z.output<typeof prepareOptionsSchema>;
+
+/** CLI flag of each option, so a bad value names what the user typed. */
+const OPTION_FLAGS: Partial<Record<keyof PrepareOptions, string>> = {
+  model: '--model',
+  inputs: '--input',
+  outDir: '--out',
+  format: '--format',
+  formatByFile: '--format',
+  mapping: '--mapping',
+  minQuality: '--min-quality',
+  minMessages: '--min-messages',
+  nearDuplicateThreshold: '--near-dup',
+  split: '--valid-fraction / --test-fraction',
+  maxSeqLength: '--max-seq-length',
+  overlong: '--overlong',
+  trainOn: '--train-on',
+  emit: '--emit',
+};
+
+/** Validates options, with an error naming the option (and its flag) instead of a ZodError dump. */
+export function parsePrepareOptions(input: PrepareOptionsInput): PrepareOptions {
+  const r = prepareOptionsSchema.safeParse(input);
+  if (r.success) return r.data;
+  const issue = r.error.issues[0]!;
+  const key = String(issue.path[0] ?? '');
+  const flag = OPTION_FLAGS[key as keyof PrepareOptions];
+  throw new Error(`invalid prepare option ${issue.path.join('.') || '(options)'}${flag ? ` (${flag})` : ''}: ${issue.message}`);
+}
 
 export interface PrepareProgress {
   bytesRead: number;
@@ -99,7 +139,7 @@ function prepareOutDir(outDir: string): void {
 }
 
 export async function prepareDataset(input: PrepareOptionsInput, hooks: PrepareHooks = {}): Promise<PrepareResult> {
-  const opts = prepareOptionsSchema.parse(input);
+  const opts = parsePrepareOptions(input);
   const started = performance.now();
   const model =
     hooks.tokenizer ??
@@ -108,8 +148,11 @@ export async function prepareDataset(input: PrepareOptionsInput, hooks: PrepareH
       : undefined);
   if (!model) throw new Error('prepare needs --model (the model supplies the tokenizer and chat template)');
   const encoder = new ConversationEncoder(model.tokenizer, model.template);
-  const mapping = resolveFieldMapping(opts.mapping);
-  const inputs = await resolveInputs(opts.inputs, mapping, opts.format);
+  const mapping = opts.mapping ?? resolveFieldMapping();
+  const chooser = formatChooser(opts.format, opts.formatByFile);
+  const inputs = await resolveInputs(opts.inputs, mapping, (path) => chooser.choose(path), { exclude: [opts.outDir] });
+  const unused = chooser.unused();
+  if (unused.length > 0) throw new Error(`--format ${unused.map((o) => `${o.pattern}=${o.format}`).join(', ')}: matches no input file`);
   const totalBytes = inputs.reduce((n, f) => n + f.bytes, 0);
 
   prepareOutDir(opts.outDir);
@@ -129,19 +172,22 @@ export async function prepareDataset(input: PrepareOptionsInput, hooks: PrepareH
   const maskOut = new BufferedFileWriter(join(tmp, 'all.mask.u8'));
   const rowsOut = new BufferedFileWriter(join(tmp, 'rows.bin'));
   const spillOut = opts.emit.length > 0 ? new BufferedFileWriter(join(tmp, 'records.jsonl')) : undefined;
-  const dupes = opts.dedupe ? new DuplicateIndex(join(tmp, 'dedupe')) : undefined;
   const lsh = opts.dedupe && opts.nearDuplicateThreshold !== null ? lshParams(opts.nearDuplicateThreshold) : undefined;
+  const dupes = opts.dedupe
+    ? new DuplicateIndex(join(tmp, 'dedupe'), lsh ? { near: { signatureBytes: NUM_PERM, acceptAt: lsh.acceptAt } } : {})
+    : undefined;
+  if (lsh) report.duplicates.nearDetection = { threshold: opts.nearDuplicateThreshold!, acceptAt: lsh.acceptAt, bands: lsh.bands, rows: lsh.rows, permutations: NUM_PERM };
   const row = new DataView(new ArrayBuffer(ROW_BYTES));
-  const qualityById = new Map<string, number | null>();
-  const joinedIds = new Set<string>();
+  const qualityJoin = new QualityJoin();
   const sources: Manifest['sources'] = [];
   let candidates = 0;
   let bytesRead = 0;
 
   const filterOut = (record: DataRecord): RejectionReason | undefined => {
     if (opts.minQuality !== undefined) {
-      if (record.quality === null) return opts.keepUnscored ? undefined : 'unscored';
-      if (record.quality < opts.minQuality) return 'below-min-quality';
+      // --keep-unscored exempts a record from the quality filter only, not from the others.
+      if (record.quality === null && !opts.keepUnscored) return 'unscored';
+      if (record.quality !== null && record.quality < opts.minQuality) return 'below-min-quality';
     }
     if (messageCount(record.body) < opts.minMessages) return 'too-few-messages';
     return undefined;
@@ -160,21 +206,17 @@ export async function prepareDataset(input: PrepareOptionsInput, hooks: PrepareH
         report.blankLines++;
         continue;
       }
-      if (outcome.kind === 'rejected') {
-        reject(outcome.rejection, 'errors');
+      if (outcome.kind === 'rejected' || outcome.kind === 'filtered') {
+        reject(outcome.rejection, outcome.kind === 'rejected' ? 'errors' : 'filtered');
         continue;
       }
       if (outcome.kind === 'quality') {
-        report.quality.metricsRead++;
-        qualityById.set(outcome.update.conversationId, outcome.update.quality);
+        qualityJoin.add(outcome.update);
         continue;
       }
       const record = outcome.record;
       report.recordsByFormat[record.format] = (report.recordsByFormat[record.format] ?? 0) + 1;
-      if (record.conversationId !== undefined && qualityById.has(record.conversationId)) {
-        record.quality = qualityById.get(record.conversationId) ?? null;
-        joinedIds.add(record.conversationId);
-      }
+      qualityJoin.apply(record);
       if (record.quality === null) report.quality.unscored++;
       else {
         report.quality.scored++;
@@ -187,15 +229,13 @@ export async function prepareDataset(input: PrepareOptionsInput, hooks: PrepareH
         continue;
       }
 
-      let encoded;
+      let encoded: EncodedRecord;
       try {
         encoded = encoder.encode(record.body, opts.trainOn as TrainOn);
       } catch (e) {
-        if (e instanceof TemplateSpanError || e instanceof TemplateRenderError) {
-          reject({ reason: 'template-error', ...at, message: `${model.template.name}: ${e instanceof Error ? e.message : String(e)}` }, 'errors');
-          continue;
-        }
-        throw e;
+        // One record's failure is that record's rejection: the run goes on (unless --strict).
+        reject({ ...encodeFailure(e, model.template.name), ...at }, 'errors');
+        continue;
       }
       let { ids, mask } = encoded;
       let truncated = false;
@@ -212,7 +252,10 @@ export async function prepareDataset(input: PrepareOptionsInput, hooks: PrepareH
       let trained = 0;
       for (let i = 1; i < mask.length; i++) trained += mask[i]!;
       if (trained === 0) {
-        reject({ reason: 'no-trained-tokens', ...at, message: truncated ? 'nothing trained is left after truncation' : 'the template left no trained tokens' }, 'filtered');
+        if (truncated) {
+          report.length.truncatedAway++;
+          reject({ reason: 'truncated-away', ...at, message: `every trained token lies beyond max_seq_length ${opts.maxSeqLength} (${encoded.ids.length} tokens)` }, 'filtered');
+        } else reject({ reason: 'no-trained-tokens', ...at, message: 'the template left no trained tokens' }, 'filtered');
         continue;
       }
       if (truncated) report.length.truncated++;
@@ -220,8 +263,12 @@ export async function prepareDataset(input: PrepareOptionsInput, hooks: PrepareH
       const normalized = normalizedContent(record.body);
       const hash = hashNormalized(normalized);
       const split = assignSplit(hash.splitUnit, opts.split);
-      const bands = lsh ? bandKeys(minhashSignature(normalized), lsh) : null;
-      dupes?.add(candidates, hash.exactHi, hash.exactLo, bands);
+      let near = null;
+      if (lsh) {
+        const signature = minhashSignature(normalized);
+        near = { bands: bandKeys(signature, lsh), signature: compactSignature(signature) };
+      }
+      dupes?.add(candidates, hash.exactHi, hash.exactLo, near);
       tokensOut.writeTyped(ids);
       maskOut.write(mask);
       row.setUint32(0, ids.length, true);
@@ -237,8 +284,7 @@ export async function prepareDataset(input: PrepareOptionsInput, hooks: PrepareH
     }
     sources.push({ path: file.path, format: file.format, formatDetected: file.detected, bytes: file.bytes, sha256: sha.digest('hex') });
   }
-  report.quality.metricsJoined = joinedIds.size;
-  report.quality.metricsUnmatched = countUnmatched(qualityById, joinedIds);
+  Object.assign(report.quality, qualityJoin.counts());
   tokensOut.close();
   maskOut.close();
   rowsOut.close();
@@ -246,6 +292,7 @@ export async function prepareDataset(input: PrepareOptionsInput, hooks: PrepareH
   rejections.close();
 
   const dup = dupes?.finish();
+  if (dup) Object.assign(report.duplicates, { nearCandidates: dup.nearCandidates, nearAccepted: dup.nearAccepted });
   const writers = Object.fromEntries(SPLITS.map((s) => [s, new SplitShardWriter(opts.outDir, s, opts.shardTokens)])) as Record<SplitName, SplitShardWriter>;
   const lengths = new LengthHistogram(opts.maxSeqLength);
   const trainLengths: number[] = [];
@@ -287,6 +334,7 @@ export async function prepareDataset(input: PrepareOptionsInput, hooks: PrepareH
         if (obj) {
           emitWriters.get(`${split}.${f}`)!.write(Buffer.from(`${JSON.stringify(obj)}\n`));
           report.emitted[f] = (report.emitted[f] ?? 0) + 1;
+          if (carriesExtraWeight(body, f)) report.emittedWithExtraWeight[f] = (report.emittedWithExtraWeight[f] ?? 0) + 1;
         } else report.notRepresentable[f] = (report.notRepresentable[f] ?? 0) + 1;
       }
     }
@@ -356,15 +404,16 @@ function emptyReport(maxSeqLength: number): PrepareReport {
     errors: {},
     filtered: {},
     rejectionExamples: [],
-    quality: { scored: 0, unscored: 0, histogram: new Array<number>(10).fill(0), metricsRead: 0, metricsJoined: 0, metricsUnmatched: 0 },
-    length: { maxSeqLength, truncated: 0, dropped: 0 },
-    duplicates: { exact: 0, near: 0, examples: [] },
+    quality: { scored: 0, unscored: 0, histogram: new Array<number>(10).fill(0), metricsRead: 0, metricsWithoutScore: 0, metricsJoined: 0, metricsUnmatched: 0 },
+    length: { maxSeqLength, truncated: 0, truncatedAway: 0, dropped: 0 },
+    duplicates: { exact: 0, near: 0, nearDetection: null, nearCandidates: 0, nearAccepted: 0, examples: [] },
     tokenLength: { records: 0, mean: 0, p50: 0, p90: 0, p95: 0, p99: 0, max: 0 },
     turnsPerConversation: {},
     splits: { train: split(), valid: split(), test: split() },
     batching: { batchSize: 0, maxSeqLength, bucketPaddingFraction: 0, packFillRatio: 0, packPaddingFraction: 0 },
     emitted: {},
     notRepresentable: {},
+    emittedWithExtraWeight: {},
     elapsedSeconds: 0,
     recordsPerSecond: 0,
     megabytesPerSecond: 0,
@@ -377,10 +426,12 @@ function filterMessage(reason: RejectionReason, record: DataRecord, minQuality: 
   return `${messageCount(record.body)} messages < --min-messages ${minMessages}`;
 }
 
-function countUnmatched(qualityById: Map<string, number | null>, joined: Set<string>): number {
-  let n = 0;
-  for (const id of qualityById.keys()) if (!joined.has(id)) n++;
-  return n;
+/** The rejection for a record the encoder could not turn into ids and a mask. */
+function encodeFailure(e: unknown, templateName: string): { reason: RejectionReason; message: string } {
+  const message = e instanceof Error ? e.message : String(e);
+  if (e instanceof TemplateSpanError || e instanceof TemplateRenderError) return { reason: 'template-error', message: `${templateName}: ${message}` };
+  if (e instanceof OffsetAlignmentError) return { reason: 'tokenizer-error', message };
+  return { reason: 'encode-error', message: `${e instanceof Error ? e.name : 'error'}: ${message}` };
 }
 
 function openEmitWriters(outDir: string, formats: EmitFormat[]): Map<string, BufferedFileWriter> {

@@ -5,10 +5,15 @@ import type { InputFile } from './inputs.js';
 import { readJsonlLines } from './jsonl-reader.js';
 import type { DataRecord, QualityUpdate } from './record.js';
 
+/**
+ * `rejected`: the line is broken or invalid (an error, which --strict stops at); `filtered`: the
+ * line is valid but not a training example (a failed agent generation), left out with its reason.
+ */
 export type LineOutcome =
   | { kind: 'record'; record: DataRecord }
   | { kind: 'quality'; update: QualityUpdate }
   | { kind: 'rejected'; rejection: Rejection }
+  | { kind: 'filtered'; rejection: Rejection }
   | { kind: 'blank' };
 
 export interface RecordReadOptions extends FormatOptions {
@@ -50,6 +55,8 @@ export async function* readInputRecords(file: InputFile, options: RecordReadOpti
       const source = { file: file.path, line: item.lineNumber };
       if (parsed.kind === 'quality') {
         yield { kind: 'quality', update: { conversationId: parsed.conversationId, quality: parsed.quality, source } };
+      } else if (parsed.kind === 'filtered') {
+        yield { kind: 'filtered', rejection: { reason: parsed.reason, file: file.path, line: item.lineNumber, message: `${file.format}: ${parsed.message}` } };
       } else {
         const record: DataRecord = { body: parsed.body, quality: parsed.quality, format: file.format, source };
         if (parsed.conversationId !== undefined) record.conversationId = parsed.conversationId;

@@ -23,11 +23,23 @@ export interface PrepareReport {
     /** Ten bins of width 0.1 over [0, 1]; 1.0 falls in the last. */
     histogram: number[];
     metricsRead: number;
+    /** Metrics lines without a quality_score: they leave the conversation's own score (quality-join.ts). */
+    metricsWithoutScore: number;
     metricsJoined: number;
     metricsUnmatched: number;
   };
-  length: { maxSeqLength: number; truncated: number; dropped: number };
-  duplicates: { exact: number; near: number; examples: Array<{ kind: 'exact' | 'near'; removed: string; kept: string }> };
+  /** truncated: cut to max_seq_length and kept; truncatedAway: cut so that nothing trained was left. */
+  length: { maxSeqLength: number; truncated: number; truncatedAway: number; dropped: number };
+  duplicates: {
+    exact: number;
+    near: number;
+    /** How near duplicates were found (minhash.ts lshParams); null when off. */
+    nearDetection: { threshold: number; acceptAt: number; bands: number; rows: number; permutations: number } | null;
+    /** Pairs that shared an LSH band and were compared by signature, and how many were accepted. */
+    nearCandidates: number;
+    nearAccepted: number;
+    examples: Array<{ kind: 'exact' | 'near'; removed: string; kept: string }>;
+  };
   /** Token counts of the records written, over all splits. */
   tokenLength: { records: number; mean: number; p50: number; p90: number; p95: number; p99: number; max: number };
   /** Messages per conversation → count (records written; text records count as 1). */
@@ -36,6 +48,8 @@ export interface PrepareReport {
   batching: { batchSize: number; maxSeqLength: number; bucketPaddingFraction: number; packFillRatio: number; packPaddingFraction: number };
   emitted: Record<string, number>;
   notRepresentable: Record<string, number>;
+  /** Per emit format: records written with a weight-0 turn as an extra `weight` key the format lacks. */
+  emittedWithExtraWeight: Record<string, number>;
   elapsedSeconds: number;
   recordsPerSecond: number;
   megabytesPerSecond: number;
@@ -98,6 +112,12 @@ function counts(obj: Record<string, number | undefined>): string {
   return entries.length === 0 ? 'none' : entries.map(([k, v]) => `${k} ${v}`).join(', ');
 }
 
+function nearDetection(d: PrepareReport['duplicates']): string {
+  const n = d.nearDetection;
+  if (!n) return ' (near-duplicate detection off)';
+  return ` (Jaccard ≥ ${n.threshold}: ${n.bands}×${n.rows} LSH bands, ${d.nearCandidates} candidate pairs checked, ${d.nearAccepted} accepted)`;
+}
+
 export function formatReport(r: PrepareReport): string {
   const lines = [
     `Read ${r.files} file(s), ${r.lines} lines (${r.blankLines} blank), ${(r.bytes / 1e6).toFixed(1)} MB in ${r.elapsedSeconds.toFixed(1)} s ` +
@@ -111,9 +131,11 @@ export function formatReport(r: PrepareReport): string {
   const q = r.quality;
   lines.push(
     `Quality: ${q.scored} scored, ${q.unscored} unscored; histogram [0,.1)…[.9,1]: ${q.histogram.join(' ')}` +
-      (q.metricsRead > 0 ? `; metrics read ${q.metricsRead}, joined ${q.metricsJoined}, unmatched ${q.metricsUnmatched}` : ''),
-    `Duplicates removed: ${r.duplicates.exact} exact, ${r.duplicates.near} near`,
-    `Length (max ${r.length.maxSeqLength}): ${r.length.truncated} truncated, ${r.length.dropped} dropped; tokens/record ` +
+      (q.metricsRead > 0
+        ? `; metrics read ${q.metricsRead} (${q.metricsWithoutScore} without quality_score), joined ${q.metricsJoined}, unmatched ${q.metricsUnmatched}`
+        : ''),
+    `Duplicates removed: ${r.duplicates.exact} exact, ${r.duplicates.near} near` + nearDetection(r.duplicates),
+    `Length (max ${r.length.maxSeqLength}): ${r.length.truncated} truncated, ${r.length.truncatedAway} truncated away, ${r.length.dropped} dropped; tokens/record ` +
       `mean ${r.tokenLength.mean}, p50 ${r.tokenLength.p50}, p90 ${r.tokenLength.p90}, p95 ${r.tokenLength.p95}, p99 ${r.tokenLength.p99}, max ${r.tokenLength.max}`,
     `Messages per conversation: ${counts(r.turnsPerConversation)}`,
     `Splits: ${(['train', 'valid', 'test'] as const)
@@ -124,6 +146,9 @@ export function formatReport(r: PrepareReport): string {
   );
   if (Object.keys(r.emitted).length > 0) {
     lines.push(`Emitted: ${counts(r.emitted)}${Object.keys(r.notRepresentable).length ? `; not representable: ${counts(r.notRepresentable)}` : ''}`);
+    for (const [format, n] of Object.entries(r.emittedWithExtraWeight)) {
+      if (n > 0) lines.push(`  ${format}: ${n} record(s) keep a weight-0 turn as an extra "weight": 0 key, which ${format} does not define; trainers that ignore it will train that turn`);
+    }
   }
   return lines.join('\n');
 }

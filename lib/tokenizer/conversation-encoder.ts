@@ -1,9 +1,12 @@
 /**
- * Record → token ids + per-token loss mask. The mask marks the tokens that overlap a trained span of
- * the rendered text (HF's `return_assistant_tokens_mask` rule): each trained assistant content plus
- * the end-of-turn token the template writes right after it, so the model learns to stop.
+ * Record → token ids + per-token loss mask. The mask marks the tokens inside a trained span of the
+ * rendered text: each trained assistant content plus the end-of-turn token the template writes right
+ * after it, so the model learns to stop. The text is encoded so that token boundaries fall on the
+ * span edges (boundary-encode.ts), so "inside" is exact: no prompt byte is trained, no answer byte
+ * is left out.
  */
 import type { ChatMessage, RecordBody } from '../data/record.js';
+import { encodeAtBoundaries } from './boundary-encode.js';
 import type { ChatTemplate } from './chat-template.js';
 import { renderWithSpans } from './span-render.js';
 import type { TextTokenizer } from './text-tokenizer.js';
@@ -74,17 +77,19 @@ export class ConversationEncoder {
     });
     const marked = new Set([...trained, ...excluded]);
     const { text, spans } = renderWithSpans(this.template, messages, marked);
-    const { ids, starts, ends } = this.tokenizer.encodeWithOffsets(text);
+    // UTF-16 [start, end) of each marked span, extended over its end-of-turn token.
+    const ranges = spans.map((s) => ({ message: s.message, start: s.start, end: this.endOfTurn(text, s.end) }));
+    const { ids, starts } = encodeAtBoundaries(this.tokenizer, text, ranges.flatMap((r) => [r.start, r.end]));
     const mask = new Uint8Array(ids.length);
 
     const byteRanges = (indices: Set<number>): Array<[number, number]> =>
-      spans.filter((s) => indices.has(s.message)).map((s) => [this.byteOffset(text, s.start), this.byteOffset(text, this.endOfTurn(text, s.end))]);
+      ranges.filter((r) => indices.has(r.message)).map((r) => [this.byteOffset(text, r.start), this.byteOffset(text, r.end)]);
 
     if (trainOn === 'all') {
       mask.fill(1);
-      setOverlapping(mask, starts, ends, byteRanges(excluded), 0);
+      setInside(mask, starts, byteRanges(excluded), 0);
     } else {
-      setOverlapping(mask, starts, ends, byteRanges(trained), 1);
+      setInside(mask, starts, byteRanges(trained), 1);
     }
     return { ...this.withBos(ids, mask), text };
   }
@@ -100,17 +105,20 @@ export class ConversationEncoder {
   }
 }
 
-function setOverlapping(mask: Uint8Array, starts: Uint32Array, ends: Uint32Array, ranges: Array<[number, number]>, value: 0 | 1): void {
+/**
+ * Sets the tokens inside each byte range. Token boundaries fall on range edges (encodeAtBoundaries),
+ * so no token is partly inside; a token with no bytes (an inserted `▁`) belongs where it starts.
+ */
+function setInside(mask: Uint8Array, starts: Uint32Array, ranges: Array<[number, number]>, value: 0 | 1): void {
   if (ranges.length === 0) return;
+  ranges.sort((a, b) => a[0] - b[0]);
   // Tokens and ranges are both in text order: one forward sweep.
   let r = 0;
   for (let t = 0; t < mask.length && r < ranges.length; t++) {
     const s = starts[t]!;
-    const e = ends[t]!;
     while (r < ranges.length && ranges[r]![1] <= s) r++;
     const range = ranges[r];
     if (!range) break;
-    const overlaps = e > s ? s < range[1] && e > range[0] : s >= range[0] && s < range[1];
-    if (overlaps) mask[t] = value;
+    if (s >= range[0] && s < range[1]) mask[t] = value;
   }
 }

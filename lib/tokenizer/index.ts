@@ -4,6 +4,7 @@ export { BUILTIN_TEMPLATES, BUILTIN_TEMPLATE_NAMES, isBuiltinTemplateName, built
 export { ConversationEncoder, type EncodedRecord, type TrainOn } from './conversation-encoder.js';
 export { renderWithSpans, TemplateSpanError, type ContentSpan, type SpanRender } from './span-render.js';
 export { alignTokens, OffsetAlignmentError, type TokenOffsets } from './offsets.js';
+export { encodeAtBoundaries } from './boundary-encode.js';
 export { tokenizerFromGguf, mergesFromScores, GGUF_TOKEN_TYPE, type GgufTokenizerFiles } from './gguf-vocab.js';
 export { loadModelTokenizer, type LoadTokenizerOptions, type ModelTokenizer } from './load-tokenizer.js';
 export {

@@ -6,6 +6,7 @@
 import { createHash } from 'node:crypto';
 import { Tokenizer as HfTokenizer } from '@huggingface/tokenizers';
 import { alignTokens, type TokenOffsets } from './offsets.js';
+import { prefixFreeTokenizerJson } from './prefix-free.js';
 import { withSpmWordSplit } from './spm-presplit.js';
 import { buildSurfaceTable, type SurfaceTable } from './surface.js';
 import type { TokenizerConfig, TokenizerJson } from './tokenizer-files.js';
@@ -33,12 +34,16 @@ export class TextTokenizer {
   /** sha256 of the tokenizer and config JSON: same hash, same token ids. */
   readonly fingerprint: string;
   private readonly hf: HfTokenizer;
+  /** Built on first use: most records never need it (see encodeContinuation). */
+  private prefixFree: HfTokenizer | undefined;
+  private readonly fastJson: TokenizerJson;
   private readonly surfaces: SurfaceTable;
   private readonly added: Map<string, number>;
   private readonly encoder = new TextEncoder();
 
   constructor(readonly spec: TokenizerSpec) {
     const fast = withSpmWordSplit(spec.tokenizer);
+    this.fastJson = fast;
     this.hf = new HfTokenizer(fast, { ...spec.config, clean_up_tokenization_spaces: false });
     this.added = new Map(spec.tokenizer.added_tokens.map((t) => [t.content, t.id]));
     let size = 0;
@@ -76,7 +81,22 @@ export class TextTokenizer {
 
   encodeWithOffsets(text: string): OffsetEncoding {
     const ids = this.encode(text);
-    return { ids, ...alignTokens(this.encoder.encode(text), ids, this.surfaces) };
+    return { ids, ...this.align(this.encoder.encode(text), ids) };
+  }
+
+  /** Byte offsets of `ids` in the UTF-8 `text` they encode (throws OffsetAlignmentError). */
+  align(text: Uint8Array, ids: ArrayLike<number>): TokenOffsets {
+    return alignTokens(text, ids, this.surfaces);
+  }
+
+  /**
+   * Ids of text that continues a section mid-way (it holds no added tokens): unlike `encode`, no
+   * SentencePiece `▁` is inserted at its start unless `prefix` asks for the one the whole text got.
+   */
+  encodeContinuation(text: string, prefix: boolean): Int32Array {
+    if (this.surfaces.prepend === 'none') return this.encode(text);
+    this.prefixFree ??= new HfTokenizer(prefixFreeTokenizerJson(this.fastJson), { ...this.spec.config, clean_up_tokenization_spaces: false });
+    return Int32Array.from(this.prefixFree.encode(prefix ? ` ${text}` : text, { add_special_tokens: false }).ids);
   }
 
   /** The exact bytes a token stands for in input text (added tokens: their content). */

@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { contentHash } from '../../lib/data/content-hash.js';
 import { DuplicateIndex } from '../../lib/data/duplicate-index.js';
-import { bandKeys, lshParams, minhashSignature, signatureSimilarity } from '../../lib/data/minhash.js';
+import { bandKeys, compactSignature, lshParams, minhashSignature, NUM_PERM, signatureSimilarity } from '../../lib/data/minhash.js';
 import { prepareDataset } from '../../lib/data/prepare.js';
 import type { RecordBody } from '../../lib/data/record.js';
 import { syntheticConversation } from '../fixtures/data-corpus.js';
@@ -17,10 +17,11 @@ describe('duplicates', () => {
   it('exact duplicates ignore whitespace differences; near duplicates are found by MinHash LSH', () => {
     const bodies = [chat('Q', LONG), chat('Q', `  ${LONG.replace(/ /g, '   ')} `), chat('Q', LONG.replace('item30', 'thing30')), chat('Q', 'something else entirely, unrelated')];
     const lsh = lshParams(0.85);
-    const index = new DuplicateIndex(mkdtempSync(join(tmpdir(), 'mlxq-dd-')));
+    const index = new DuplicateIndex(mkdtempSync(join(tmpdir(), 'mlxq-dd-')), { near: { signatureBytes: NUM_PERM, acceptAt: lsh.acceptAt } });
     bodies.forEach((b, i) => {
       const h = contentHash(b);
-      index.add(i, h.exactHi, h.exactLo, bandKeys(minhashSignature(b.kind === 'chat' ? b.messages.map((m) => m.content).join(' ') : b.text), lsh));
+      const sig = minhashSignature(b.kind === 'chat' ? b.messages.map((m) => m.content).join(' ') : b.text);
+      index.add(i, h.exactHi, h.exactLo, { bands: bandKeys(sig, lsh), signature: compactSignature(sig) });
     });
     const { status, keptAs } = index.finish();
     expect(Array.from(status)).toEqual([0, 1, 2, 0]);

@@ -47,7 +47,10 @@ describe('record formats', () => {
 
   it('ICEBURG quality metrics carry a score for a conversation id; agent generations need valid: true', () => {
     expect(parse('iceburg-quality', { conversation_id: 'c1', quality_metrics: { user_rating: 5, quality_score: 0.7 } })).toEqual({ kind: 'quality', conversationId: 'c1', quality: 0.7 });
-    expect(reasonOf(() => parse('iceburg-agent', { agent_name: 'a', generated_code: 'x', validation_result: { valid: false } }))).toBe('invalid-generation');
+    // A failed generation is a valid line that is not an example: filtered with a reason, not an error.
+    expect(parse('iceburg-agent', { agent_name: 'a', generated_code: 'def f(:', validation_result: { valid: false } })).toMatchObject({ kind: 'filtered', reason: 'invalid-generation' });
+    expect(parse('iceburg-agent', { agent_name: 'a', generated_code: 'x = 1' })).toMatchObject({ kind: 'filtered', reason: 'invalid-generation' });
+    expect(reasonOf(() => parse('iceburg-agent', { agent_name: 'a', generated_code: 'x = 1', validation_result: 'yes' }))).toBe('schema');
     expect(parse('iceburg-agent', { agent_name: 'a', generated_code: 'x = 1', validation_result: { valid: true }, metadata: { prompt: 'Make a' } })).toMatchObject({
       body: { messages: [{ role: 'user', content: 'Make a' }, { role: 'assistant', content: 'x = 1' }] },
     });
@@ -73,5 +76,32 @@ describe('record formats', () => {
     expect(detectFileFormat([{ prompt: 'p', completion: 'c' }], mapping)).toBe('completion');
     expect(detectFileFormat([{ text: 't' }], mapping)).toBe('text');
     expect(detectFileFormat([{ nothing: 1 }], mapping)).toBeUndefined();
+  });
+
+  it.each([
+    ['chatml', { messages: [{ role: 'user', content: 42 }, { role: 'assistant', content: 'x' }] }, 'schema', 'messages[0].content: expected a string'],
+    ['chatml', { messages: [] }, 'empty-messages', 'messages is empty'],
+    ['chatml', {}, 'schema', 'messages: required field is missing'],
+    ['chatml', { messages: [{ role: 'wizard', content: 'hi' }] }, 'unknown-role', 'messages[0].role: unknown role "wizard"'],
+    ['chatml', { messages: [{ role: 'user', content: 'hi' }, { role: 'assistant', content: '  ' }] }, 'empty-content', 'messages[1].content is empty'],
+    ['chatml', { messages: [{ role: 'user', content: 'hi' }, { role: 'assistant', content: 'x', weight: 0.5 }] }, 'bad-weight', 'messages[1].weight: expected 0 or 1, got 0.5'],
+    ['chatml', { messages: [{ role: 'user', content: 'hi' }] }, 'no-assistant-turn', 'messages has no assistant turn to train on'],
+    ['chatml', { messages: ['x'] }, 'schema', 'messages[0]: expected an object'],
+    ['sharegpt', { conversations: [{ from: 'human', value: 'x' }, { from: 'gpt' }] }, 'schema', 'conversations[1].value: required field is missing'],
+    ['alpaca', { instruction: 'x' }, 'no-assistant-turn', 'output: required field is missing'],
+    ['alpaca', { instruction: 'x', output: 'y', input: 4 }, 'schema', 'input: expected a string'],
+    ['completion', { prompt: 'p', completion: '' }, 'empty-content', 'completion is empty'],
+    ['text', { text: 5 }, 'schema', 'text: expected a string'],
+    ['iceburg-reasoning', { reasoning_chain: [], final_response: 'x', metadata: { query: 'q' } }, 'empty-messages', 'reasoning_chain is empty'],
+    ['iceburg-quality', { conversation_id: 'c', quality_metrics: { quality_score: 3 } }, 'schema', 'quality_score: expected a number in [0, 1] or null, got 3'],
+  ] as const)('%s: %j is rejected as %s, "%s"', (format, raw, reason, message) => {
+    let error: unknown;
+    try {
+      parse(format, raw as Record<string, unknown>);
+    } catch (e) {
+      error = e;
+    }
+    expect(error).toBeInstanceOf(RecordError);
+    expect([(error as RecordError).reason, (error as RecordError).message]).toEqual([reason, message]);
   });
 });

@@ -79,15 +79,24 @@ describe('prepare on an ICEBURG export folder', () => {
       'reasoning_chains.jsonl': 'iceburg-reasoning',
     });
     expect(result.report.recordsByFormat).toEqual({ 'iceburg-conversations': 51, 'iceburg-reasoning': 1, 'iceburg-agent': 1 });
-    expect(result.report.errors).toEqual({ 'invalid-generation': 1 });
+    // The failed agent generation is routine in that log: filtered, not an error.
+    expect(result.report.errors).toEqual({});
   });
 
   it('joins quality metrics by conversation id, then filters by quality', () => {
     const q = result.report.quality;
     expect([q.metricsRead, q.metricsJoined, q.metricsUnmatched]).toEqual([3, 2, 1]);
-    expect(result.report.filtered).toEqual({ 'below-min-quality': 5, unscored: 1 });
+    expect(result.report.filtered).toEqual({ 'below-min-quality': 5, unscored: 1, 'invalid-generation': 1 });
     expect(q.unscored).toBe(1);
     expect(q.histogram[5]).toBe(5);
+  });
+
+  it('--strict does not stop at a failed agent generation (it is filtered, with its line in rejections.jsonl)', async () => {
+    const strict = await prepareDataset({ inputs: [join(dir, 'data')], outDir: join(dir, 'strict'), minQuality: 0.8, strict: true }, { tokenizer: chatmlModel() });
+    expect(strict.report.filtered['invalid-generation']).toBe(1);
+    const logged = readFileSync(join(dir, 'strict', 'rejections.jsonl'), 'utf8');
+    expect(logged).toContain('"reason":"invalid-generation"');
+    expect(logged).toMatch(/agent_generations\.jsonl\.gz","line":2,/);
   });
 
   it('removes 2 exact and 1 near duplicate, leaving 40 + 2 + 1 + 1 records', () => {

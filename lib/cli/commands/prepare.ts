@@ -4,20 +4,42 @@ import { Command, InvalidArgumentError, Option } from 'commander';
 import cliProgress from 'cli-progress';
 import { prepareDataset } from '../../data/prepare.js';
 import { formatReport } from '../../data/report.js';
-import { RECORD_FORMATS, type RecordFormat } from '../../data/record.js';
+import { type RecordFormat } from '../../data/record.js';
 import { EMIT_FORMATS, type EmitFormat } from '../../data/emit.js';
 import { fieldMappingSchema } from '../../data/field-mapping.js';
+import { parseFormatSpec, type FormatOverride } from '../../data/format-overrides.js';
+import { integerArg, numberArg } from './cli-numbers.js';
 
-function fraction(value: string): number {
+const fraction = numberArg(0, 1);
+
+/** A Jaccard threshold: 0 would call everything a duplicate, 1 only what exact dedupe already finds. */
+function openFraction(value: string): number {
   const n = Number(value);
-  if (!Number.isFinite(n) || n < 0 || n > 1) throw new InvalidArgumentError('expected a number between 0 and 1');
+  if (!Number.isFinite(n) || n <= 0 || n >= 1) throw new InvalidArgumentError('expected a number strictly between 0 and 1');
   return n;
 }
 
-function positiveInt(value: string): number {
-  const n = Number(value);
-  if (!Number.isInteger(n) || n < 0) throw new InvalidArgumentError('expected a non-negative integer');
-  return n;
+/** Collects `--format FORMAT` and `--format PATTERN=FORMAT` values (repeatable, or several after one flag). */
+function formatSpec(value: string, previous: string[] = []): string[] {
+  try {
+    parseFormatSpec(value);
+  } catch (e) {
+    throw new InvalidArgumentError(e instanceof Error ? e.message : String(e));
+  }
+  return [...previous, value];
+}
+
+/** One global format at most, and the per-file ones in the order given. */
+export function splitFormatSpecs(specs: readonly string[]): { format?: RecordFormat; formatByFile: FormatOverride[] } {
+  const formatByFile: FormatOverride[] = [];
+  let format: RecordFormat | undefined;
+  for (const spec of specs) {
+    const parsed = parseFormatSpec(spec);
+    if (parsed.pattern !== undefined) formatByFile.push({ pattern: parsed.pattern, format: parsed.format });
+    else if (format !== undefined && format !== parsed.format) throw new InvalidArgumentError(`--format: two formats for every file (${format}, ${parsed.format}); use FILE=FORMAT for one file`);
+    else format = parsed.format;
+  }
+  return { ...(format ? { format } : {}), formatByFile };
 }
 
 function mappingFile(path: string): ReturnType<typeof fieldMappingSchema.parse> {
@@ -37,7 +59,7 @@ interface PrepareFlags {
   input: string[];
   out: string;
   template?: string;
-  format?: RecordFormat;
+  format: string[];
   mapping?: ReturnType<typeof fieldMappingSchema.parse>;
   reasoning: 'omit' | 'inline';
   minQuality?: number;
@@ -64,18 +86,23 @@ export function register(program: Command): void {
     .requiredOption('--input <paths...>', 'JSONL / JSONL.gz files or folders (searched recursively)')
     .requiredOption('--out <dir>', 'output folder')
     .option('--template <name|file>', 'chat template: chatml, mistral, llama-3, alpaca or a .jinja file (default: the model\'s)')
-    .addOption(new Option('--format <format>', 'record format of every input (default: detected per file)').choices([...RECORD_FORMATS]))
+    .option(
+      '--format <format...>',
+      'record format of every input, and/or FILE=FORMAT for one file (FILE may be a glob: "exports/*.jsonl=sharegpt"); default: detected per file',
+      formatSpec,
+      [],
+    )
     .option('--mapping <file.json>', 'field-name mapping for exports whose fields are named differently', mappingFile)
     .addOption(new Option('--reasoning <mode>', 'ICEBURG reasoning chains: omit, or inline before the answer').choices(['omit', 'inline']).default('omit'))
     .option('--min-quality <q>', 'drop records scored below q (and unscored ones, unless --keep-unscored)', fraction)
     .option('--keep-unscored', 'keep records without a quality score under --min-quality', false)
-    .option('--min-messages <n>', 'drop conversations with fewer messages', positiveInt, 0)
+    .option('--min-messages <n>', 'drop conversations with fewer messages', integerArg(0), 0)
     .option('--no-dedupe', 'keep exact and near duplicates')
-    .option('--near-dup <jaccard>', 'near-duplicate Jaccard threshold', fraction, 0.85)
+    .option('--near-dup <jaccard>', 'near-duplicate Jaccard threshold, between 0 and 1', openFraction, 0.85)
     .option('--no-near-dup', 'only remove exact duplicates')
     .option('--valid-fraction <f>', 'share of records in the valid split', fraction, 0.05)
     .option('--test-fraction <f>', 'share of records in the test split', fraction, 0.05)
-    .option('--max-seq-length <n>', 'maximum tokens per record', positiveInt, 2048)
+    .option('--max-seq-length <n>', 'maximum tokens per record (at least 2)', integerArg(2), 2048)
     .addOption(new Option('--overlong <policy>', 'records over --max-seq-length').choices(['drop', 'truncate']).default('drop'))
     .addOption(new Option('--train-on <what>', 'supervised tokens').choices(['assistant', 'last-assistant', 'all']).default('assistant'))
     .option('--strict', 'stop at the first bad line instead of reporting and skipping it', false)
@@ -97,7 +124,7 @@ export function register(program: Command): void {
           inputs: flags.input,
           outDir: flags.out,
           ...(flags.template ? { template: flags.template } : {}),
-          ...(flags.format ? { format: flags.format } : {}),
+          ...splitFormatSpecs(flags.format),
           ...(flags.mapping ? { mapping: flags.mapping } : {}),
           ...(flags.ollamaModels ? { ollamaModelsDir: flags.ollamaModels } : {}),
           ...(flags.minQuality !== undefined ? { minQuality: flags.minQuality } : {}),

@@ -2,19 +2,19 @@
  * `{prompt, completion}` pairs become a user and an assistant turn, so the chat template supplies
  * the end-of-turn token; `{text}` is trained whole (continued pretraining style).
  */
+import { z } from 'zod';
 import type { FormatParser } from './types.js';
-import { conversationIdOf, nonEmpty, qualityOf } from './shared.js';
-import { RecordError } from '../errors.js';
+import { answerText, conversationIdOf, nonEmptyText, parseWith, perMapping, qualityOf } from './shared.js';
+
+const completionSchema = perMapping((m) => z.object({ [m.prompt]: nonEmptyText, [m.completion]: answerText }));
 
 export const completionFormat: FormatParser = {
   matches: (obj, m) => m.prompt in obj && m.completion in obj,
   parse(obj, { mapping: m }) {
-    const prompt = nonEmpty(obj[m.prompt], m.prompt);
-    if (obj[m.completion] === undefined) throw new RecordError('no-assistant-turn', `${m.completion}: required field is missing`);
-    const completion = nonEmpty(obj[m.completion], m.completion);
+    const fields = parseWith(completionSchema(m), obj) as Record<string, string>;
     return {
       kind: 'record',
-      body: { kind: 'chat', messages: [{ role: 'user', content: prompt }, { role: 'assistant', content: completion }] },
+      body: { kind: 'chat', messages: [{ role: 'user', content: fields[m.prompt]! }, { role: 'assistant', content: fields[m.completion]! }] },
       quality: qualityOf(obj, m),
       conversationId: conversationIdOf(obj, m),
     };
@@ -24,8 +24,7 @@ export const completionFormat: FormatParser = {
 export const textFormat: FormatParser = {
   matches: (obj, m) => typeof obj[m.text] === 'string',
   parse(obj, { mapping: m }) {
-    if (obj[m.text] === undefined) throw new RecordError('schema', `${m.text}: required field is missing`);
-    const text = nonEmpty(obj[m.text], m.text);
+    const text = parseWith(nonEmptyText, obj[m.text], m.text);
     return { kind: 'record', body: { kind: 'text', text }, quality: qualityOf(obj, m), conversationId: conversationIdOf(obj, m) };
   },
 };

@@ -6,13 +6,21 @@
  * - agent_generations.jsonl  `{agent_name, generated_code, validation_result: {valid, ...}, metadata}`
  */
 import { z } from 'zod';
-import { RecordError } from '../errors.js';
 import type { ChatMessage } from '../record.js';
 import type { FormatParser } from './types.js';
 import type { JsonObject } from './shared.js';
-import { conversationIdOf, missing, nonEmpty, parseWith, qualityOf, toChatMessages } from './shared.js';
-
-const objectSchema = z.record(z.string(), z.unknown());
+import {
+  answerText,
+  conversationIdOf,
+  messageListSchema,
+  nonEmptyText,
+  objectSchema,
+  parseWith,
+  perMapping,
+  qualityOf,
+  reasonIssue,
+  requiredString,
+} from './shared.js';
 
 function isObject(v: unknown): v is JsonObject {
   return v !== null && typeof v === 'object' && !Array.isArray(v);
@@ -21,8 +29,7 @@ function isObject(v: unknown): v is JsonObject {
 export const iceburgConversationsFormat: FormatParser = {
   matches: (obj, m) => Array.isArray(obj[m.messages]) && isObject(obj[m.metadata]),
   parse(obj, { mapping: m }) {
-    if (!(m.messages in obj)) throw missing(m.messages);
-    const messages = toChatMessages(obj[m.messages], m.messages, m, m.role, m.content);
+    const messages = parseWith(messageListSchema(m, m.role, m.content), obj[m.messages], m.messages);
     return { kind: 'record', body: { kind: 'chat', messages }, quality: qualityOf(obj, m), conversationId: conversationIdOf(obj, m) };
   },
 };
@@ -34,12 +41,25 @@ const stepSchema = z.object({
   action: z.string().optional(),
   output: z.unknown().optional(),
 });
+type Step = z.infer<typeof stepSchema>;
 
-function describeStep(step: z.infer<typeof stepSchema>, index: number): string {
+function describeStep(step: Step, index: number): string {
   const head = `${step.step ?? index + 1}.${step.agent ? ` [${step.agent}]` : ''}`;
   const parts = [step.thinking?.trim(), step.action ? `Action: ${step.action.trim()}` : undefined].filter((p): p is string => !!p);
   return `${head} ${parts.join(' ')}`.trimEnd();
 }
+
+const reasoningSchema = perMapping((m) =>
+  z.object({
+    [m.reasoningChain]: z
+      .array(stepSchema, { error: (iss) => (iss.input === undefined ? 'required field is missing' : 'expected an array') })
+      .check((ctx) => {
+        if (ctx.value.length === 0) ctx.issues.push(reasonIssue('empty-messages', 'is empty', ctx.value));
+      }),
+    [m.metadata]: z.looseObject({ [m.reasoningQuery]: nonEmptyText }, { error: 'expected an object' }),
+    [m.finalResponse]: answerText,
+  }),
+);
 
 /**
  * The query from metadata is the user turn and the final response the assistant turn. With
@@ -48,14 +68,10 @@ function describeStep(step: z.infer<typeof stepSchema>, index: number): string {
 export const iceburgReasoningFormat: FormatParser = {
   matches: (obj, m) => Array.isArray(obj[m.reasoningChain]),
   parse(obj, { mapping: m, reasoning }) {
-    if (obj[m.reasoningChain] === undefined) throw missing(m.reasoningChain);
-    const chain = parseWith(z.array(stepSchema), obj[m.reasoningChain]);
-    if (chain.length === 0) throw new RecordError('empty-messages', `${m.reasoningChain} is empty`);
-    const meta = obj[m.metadata];
-    if (!isObject(meta)) throw new RecordError('schema', `${m.metadata}: expected an object`);
-    const query = nonEmpty(meta[m.reasoningQuery], `${m.metadata}.${m.reasoningQuery}`);
-    if (obj[m.finalResponse] === undefined) throw new RecordError('no-assistant-turn', `${m.finalResponse}: required field is missing`);
-    const answer = nonEmpty(obj[m.finalResponse], m.finalResponse);
+    const fields = parseWith(reasoningSchema(m), obj);
+    const chain = fields[m.reasoningChain] as Step[];
+    const query = (fields[m.metadata] as Record<string, string>)[m.reasoningQuery]!;
+    const answer = fields[m.finalResponse] as string;
     const content = reasoning === 'inline' ? `Reasoning:\n${chain.map(describeStep).join('\n')}\n\nAnswer:\n${answer}` : answer;
     const messages: ChatMessage[] = [
       { role: 'user', content: query },
@@ -65,25 +81,54 @@ export const iceburgReasoningFormat: FormatParser = {
   },
 };
 
+const qualityLineSchema = perMapping((m) =>
+  z.object({
+    [m.conversationId]: z.union([z.string().min(1), z.number().transform(String)], {
+      error: (iss) => (iss.input === undefined ? 'required field is missing' : 'expected a string'),
+    }),
+    [m.qualityMetrics]: objectSchema,
+  }),
+);
+
+/**
+ * A score for another record. `quality` is null when the metrics carry no `quality_score`; such a
+ * line leaves the conversation's own score alone (prepare.ts). `user_rating` is not turned into a
+ * score: ICEBURG does not define its scale, and --min-quality must mean one thing for every record.
+ */
 export const iceburgQualityFormat: FormatParser = {
   matches: (obj, m) => isObject(obj[m.qualityMetrics]) && m.conversationId in obj,
   parse(obj, { mapping: m }) {
-    const id = obj[m.conversationId];
-    if (typeof id !== 'string' && typeof id !== 'number') throw new RecordError('schema', `${m.conversationId}: expected a string`);
-    const metrics = parseWith(objectSchema, obj[m.qualityMetrics]);
-    return { kind: 'quality', conversationId: String(id), quality: qualityOf({ [m.metadata]: metrics }, m) };
+    const fields = parseWith(qualityLineSchema(m), obj);
+    const metrics = fields[m.qualityMetrics] as JsonObject;
+    return { kind: 'quality', conversationId: fields[m.conversationId] as string, quality: qualityOf({ [m.metadata]: metrics }, m) };
   },
 };
 
-/** Only generations whose validation passed are examples; failed ones are rejected, not trained. */
+const agentSchema = perMapping((m) =>
+  z.object({
+    [m.agentName]: nonEmptyText,
+    [m.generatedCode]: requiredString,
+    [m.validationResult]: objectSchema.optional(),
+    [m.metadata]: objectSchema.optional(),
+  }),
+);
+
+/**
+ * Only generations whose validation passed are examples. A failed one is a routine line of the log,
+ * not an error in it: it is filtered (counted with its reason), so --strict does not stop on it.
+ */
 export const iceburgAgentFormat: FormatParser = {
   matches: (obj, m) => m.agentName in obj && m.generatedCode in obj,
   parse(obj, { mapping: m }) {
-    const name = nonEmpty(obj[m.agentName], m.agentName);
-    const code = nonEmpty(obj[m.generatedCode], m.generatedCode);
-    const validation = parseWith(objectSchema, obj[m.validationResult] ?? {});
-    if (validation.valid !== true) throw new RecordError('invalid-generation', `${m.validationResult}.valid is not true`);
-    const meta = isObject(obj[m.metadata]) ? (obj[m.metadata] as JsonObject) : {};
+    const fields = parseWith(agentSchema(m), obj);
+    const validation = fields[m.validationResult] as JsonObject | undefined;
+    if (validation?.valid !== true) {
+      const why = validation === undefined ? `has no ${m.validationResult}` : `${m.validationResult}.valid is ${JSON.stringify(validation.valid ?? null)}`;
+      return { kind: 'filtered', reason: 'invalid-generation', message: `generation ${why}, only validated ones are examples` };
+    }
+    const name = fields[m.agentName] as string;
+    const code = parseWith(nonEmptyText, fields[m.generatedCode], m.generatedCode);
+    const meta = (fields[m.metadata] as JsonObject | undefined) ?? {};
     const prompt = meta[m.agentPrompt];
     const user = typeof prompt === 'string' && prompt.trim() !== '' ? prompt.trim() : `Write the Python code for the ICEBURG agent "${name}".`;
     const messages: ChatMessage[] = [

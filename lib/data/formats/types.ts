@@ -1,11 +1,16 @@
+import type { RejectionReason } from '../errors.js';
 import type { FieldMapping } from '../field-mapping.js';
 import type { RecordBody } from '../record.js';
 import type { JsonObject } from './shared.js';
 
-/** What one JSONL line turns into: a training record, or a quality score for another record. */
+/**
+ * What one JSONL line turns into: a training record, a quality score for another record, or a
+ * valid line that is not a training example (a failed agent generation), left out with a reason.
+ */
 export type ParsedLine =
   | { kind: 'record'; body: RecordBody; quality: number | null; conversationId?: string }
-  | { kind: 'quality'; conversationId: string; quality: number | null };
+  | { kind: 'quality'; conversationId: string; quality: number | null }
+  | { kind: 'filtered'; reason: RejectionReason; message: string };
 
 export interface FormatOptions {
   mapping: FieldMapping;
