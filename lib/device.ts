@@ -5,7 +5,10 @@ export type { DeviceInfo, MemoryInfo };
 
 /** The device later work runs on: the GPU (Metal, CUDA) where MLX has one, else the CPU. */
 export const device = async (): Promise<DeviceInfo> => native().device();
-/** Switches the device for later work; "gpu" fails on a build without a GPU backend. */
+/**
+ * Switches the device for later work in the whole process (workers included: they share one MLX
+ * thread); "gpu" fails on a build without a GPU backend.
+ */
 export const useDevice = async (type: 'cpu' | 'gpu'): Promise<void> => native().useDevice(type);
 /** Bytes MLX holds now (active), at most since the last reset (peak), in its cache, and its limit. */
 export const memory = async (): Promise<MemoryInfo> => native().memory();

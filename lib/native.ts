@@ -156,6 +156,8 @@ export interface NativeAddon {
   createModel(config: NativeModelConfig, build: NativeBuildOptions, lora: NativeLoraOptions): Promise<NativeModel>;
   Tensor: abstract new (...args: never[]) => NativeTensor;
   mlxVersion: string;
+  /** A stable id of the process's one MLX thread, the same in every worker ('0' if none runs). */
+  mlxThreadId(): string;
   /** Bytes V8 counts as external memory, which includes every live tensor's nbytes (synchronous). */
   externalMemory(): number;
   fromBytes(data: ArrayBufferView, shape: number[], dtype: DType): Promise<NativeTensor>;

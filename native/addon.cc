@@ -1,6 +1,8 @@
 // Module init: the error handler first (mlx-c's default one exits the process), then this
-// environment's MLX thread and the exported functions.
+// environment's client of the process-wide MLX thread and the exported functions.
 #include <napi.h>
+
+#include <string>
 
 #include "addon_state.h"
 #include "device.h"
@@ -9,6 +11,7 @@
 #include "io.h"
 #include "model/model_wrap.h"
 #include "ops.h"
+#include "process_exit.h"
 #include "tensor.h"
 
 namespace mlxq {
@@ -18,10 +21,12 @@ AddonState& addon_state(Napi::Env env) { return *env.GetInstanceData<AddonState>
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
   install_error_handler();
   auto* state = new AddonState();
-  state->thread = MlxThread::start(env);
+  state->mlx = MlxClient::open(env);
   env.SetInstanceData<AddonState>(state);
-  // Before instance data is finalized: stop the thread so no job outlives the environment.
-  env.AddCleanupHook([state] { state->thread->stop(); });
+  // Before instance data is finalized: no result may be delivered to a dead environment. Other
+  // environments keep the thread; the last one out stops it.
+  env.AddCleanupHook([state] { state->mlx->close(); });
+  stop_mlx_at_process_exit(env);
   Tensor::Init(env, exports, *state);
   init_ops(env, exports);
   init_device(env, exports);
@@ -30,6 +35,10 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   // A constant string: no arrays, so reading it here breaks no threading rule.
   String version(mlx_string_new());
   check(mlx_version(version.out()), "mlx_version");
+  // Synchronous, for tests and diagnostics: every environment must see the same thread.
+  exports.Set("mlxThreadId", Napi::Function::New(env, [](const Napi::CallbackInfo& info) -> Napi::Value {
+                return Napi::String::New(info.Env(), std::to_string(MlxThread::shared().id()));
+              }, "mlxThreadId"));
   exports.Set("mlxVersion", Napi::String::New(env, mlx_string_data(version.get())));
   return exports;
 }

@@ -5,12 +5,13 @@
 
 #include <memory>
 
-#include "mlx_thread.h"
+#include "mlx_client.h"
 
 namespace mlxq {
 
 struct AddonState {
-  std::shared_ptr<MlxThread> thread;
+  // This environment's way to the process-wide MLX thread.
+  std::shared_ptr<MlxClient> mlx;
   // Constructors are per environment: a worker's Init must not replace the main thread's, and
   // each reference dies with its own environment.
   Napi::FunctionReference tensor_constructor;
@@ -20,9 +21,12 @@ struct AddonState {
 
 AddonState& addon_state(Napi::Env env);
 
-/** JS thread: queue MLX work for this environment's MLX thread. */
+/** JS thread: queue MLX work for the MLX thread; the Promise settles on this environment. */
 inline Napi::Promise run_on_mlx(Napi::Env env, MlxThread::Work work) {
-  return addon_state(env).thread->submit(env, std::move(work));
+  return addon_state(env).mlx->submit(env, std::move(work));
 }
+
+/** Any thread, any time (finalizers included): release something on the MLX thread. */
+inline void release_on_mlx(std::function<void()> release) { MlxThread::shared().post(std::move(release)); }
 
 }  // namespace mlxq

@@ -5,34 +5,77 @@
 
 namespace mlxq {
 
-struct MlxThread::Job {
-  Work work;
-  Settle settle;
-  std::string error;
-  Napi::Promise::Deferred deferred;
-  explicit Job(Napi::Env env) : deferred(Napi::Promise::Deferred::New(env)) {}
-};
-
-std::shared_ptr<MlxThread> MlxThread::start(Napi::Env env) {
-  std::shared_ptr<MlxThread> self(new MlxThread());
-  self->completion_ = std::make_unique<Napi::TypedThreadSafeFunction<MlxThread, Job, &MlxThread::deliver>>(
-      Napi::TypedThreadSafeFunction<MlxThread, Job, &MlxThread::deliver>::New(
-          env, "mlx-qlora", 0, 1, self.get()));
-  // Idle, the addon must not keep the process alive; submit() refs it while jobs are pending.
-  self->completion_->Unref(env);
-  self->thread_ = std::thread([raw = self.get()] { raw->loop(); });
-  return self;
+MlxThread& MlxThread::shared() {
+  // Leaked on purpose (see the header): no destructor may run at exit() while the thread is busy.
+  static MlxThread* const instance = new MlxThread();
+  return *instance;
 }
 
-MlxThread::~MlxThread() {
-  if (thread_.joinable()) {
-    {
-      std::lock_guard<std::mutex> lock(mutex_);
-      stopping_ = true;
-    }
-    wake_.notify_all();
-    thread_.join();
+void MlxThread::attach() {
+  std::unique_lock<std::mutex> lock(mutex_);
+  ++environments_;
+  // A thread being stopped is not revived: its stopper is joining it.
+  joined_.wait(lock, [this] { return !joining_; });
+  if (running_ || shut_down_) return;
+  stopping_ = false;
+  running_ = true;
+  init_error_.clear();
+  thread_ = std::thread([this] { loop(); });
+  id_ = static_cast<uint64_t>(std::hash<std::thread::id>{}(thread_.get_id()));
+}
+
+void MlxThread::detach() {
+  std::unique_lock<std::mutex> lock(mutex_);
+  if (environments_ == 0 || --environments_ > 0) return;
+  joined_.wait(lock, [this] { return !joining_; });
+  if (environments_ > 0) return;  // a newcomer attached while we waited: keep its thread
+  stop_and_join(lock);
+}
+
+void MlxThread::shutdown() {
+  std::unique_lock<std::mutex> lock(mutex_);
+  shut_down_ = true;
+  abandon_ = true;
+  stop_and_join(lock);
+}
+
+void MlxThread::stop_and_join(std::unique_lock<std::mutex>& lock) {
+  joined_.wait(lock, [this] { return !joining_; });
+  if (!thread_.joinable()) return;
+  stopping_ = true;
+  joining_ = true;
+  wake_.notify_all();
+  std::thread thread = std::move(thread_);
+  lock.unlock();
+  // Posts still queue meanwhile (running_ is set until the loop's last act) and are drained.
+  thread.join();
+  lock.lock();
+  joining_ = false;
+  joined_.notify_all();
+}
+
+bool MlxThread::enqueue_job(std::function<void()> task) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  if (!running_ || stopping_) return false;
+  queue_.push_back(Task{std::move(task), true});
+  wake_.notify_one();
+  return true;
+}
+
+void MlxThread::post(std::function<void()> task) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  if (running_) {
+    queue_.push_back(Task{std::move(task), false});
+    wake_.notify_one();
+    return;
   }
+  // No MLX thread, and none can start while we hold the lock: this thread is the only MLX user.
+  task();
+}
+
+uint64_t MlxThread::id() const {
+  std::lock_guard<std::mutex> lock(mutex_);
+  return running_ ? id_ : 0;
 }
 
 void MlxThread::init_streams() {
@@ -43,6 +86,15 @@ void MlxThread::init_streams() {
   cpu_stream_ = Stream(mlx_default_cpu_stream_new());
   if (cpu_stream_.empty()) throw MlxError(take_last_error());
   mx::set_stream(stream_.get());
+  bool chosen = false;
+  mlx_device_type choice = MLX_CPU;
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    chosen = device_chosen_;
+    choice = device_choice_;
+  }
+  // A restarted thread keeps the device an earlier useDevice() picked for the process.
+  if (chosen && choice != device_type_) use_device(choice);
 }
 
 void MlxThread::use_device(mlx_device_type type) {
@@ -55,6 +107,9 @@ void MlxThread::use_device(mlx_device_type type) {
   stream_ = std::move(stream);
   device_type_ = type;
   mx::set_stream(stream_.get());
+  std::lock_guard<std::mutex> lock(mutex_);
+  device_chosen_ = true;
+  device_choice_ = type;
 }
 
 void MlxThread::loop() {
@@ -63,106 +118,24 @@ void MlxThread::loop() {
   } catch (const std::exception& e) {
     init_error_ = std::string("MLX could not start: ") + e.what();
   }
+  std::unique_lock<std::mutex> lock(mutex_);
   for (;;) {
-    Task task;
-    {
-      std::unique_lock<std::mutex> lock(mutex_);
-      wake_.wait(lock, [this] { return stopping_ || !queue_.empty(); });
-      if (queue_.empty()) break;  // stopping with nothing left
-      task = std::move(queue_.front());
-      queue_.pop_front();
-      if (stopping_ && task.is_job) continue;
-    }
-    task.run();
+    wake_.wait(lock, [this] { return stopping_ || !queue_.empty(); });
+    if (queue_.empty()) break;  // stopping with nothing left
+    Task task = std::move(queue_.front());
+    queue_.pop_front();
+    const bool run = !(abandon_ && task.is_job);
+    lock.unlock();
+    if (run) task.run();
+    // Whatever the task captured (arrays, models, a dropped job) is released here, on this thread.
+    task.run = nullptr;
+    lock.lock();
   }
-  // Release the streams on the thread that made them.
+  // Still under the lock, so a post() either got queued and ran above, or waits and runs inline
+  // after running_ drops; it never meets these streams half-freed.
   stream_.reset();
   cpu_stream_.reset();
-}
-
-Napi::Promise MlxThread::submit(Napi::Env env, Work work) {
-  auto* job = new Job(env);
-  job->work = std::move(work);
-  Napi::Promise promise = job->deferred.Promise();
-  {
-    std::lock_guard<std::mutex> lock(mutex_);
-    if (stopping_) {
-      job->deferred.Reject(Napi::Error::New(env, "mlx-qlora: the MLX thread has stopped").Value());
-      delete job;
-      return promise;
-    }
-    queue_.push_back(Task{[this, job] {
-                            if (!init_error_.empty()) {
-                              job->error = init_error_;
-                            } else {
-                              try {
-                                job->settle = job->work(*this);
-                              } catch (const std::exception& e) {
-                                job->error = e.what();
-                                if (job->error.empty()) job->error = "MLX operation failed";
-                              } catch (...) {
-                                job->error = "MLX operation failed with a non-standard exception";
-                              }
-                            }
-                            // Inputs captured by the work are released here, on the MLX thread.
-                            job->work = nullptr;
-                            if (completion_->NonBlockingCall(job) != napi_ok) delete job;
-                          },
-                          true});
-  }
-  if (pending_++ == 0) completion_->Ref(env);
-  wake_.notify_one();
-  return promise;
-}
-
-void MlxThread::deliver(Napi::Env env, Napi::Function, MlxThread* self, Job* job) {
-  std::unique_ptr<Job> owned(job);
-  if (env == nullptr) return;  // the environment is going away
-  if (--self->pending_ == 0) self->completion_->Unref(env);
-  Napi::HandleScope scope(env);
-  if (!job->error.empty()) {
-    job->deferred.Reject(Napi::Error::New(env, job->error).Value());
-    return;
-  }
-  try {
-    job->deferred.Resolve(job->settle(env));
-  } catch (const Napi::Error& e) {
-    job->deferred.Reject(e.Value());
-  } catch (const std::exception& e) {
-    job->deferred.Reject(Napi::Error::New(env, e.what()).Value());
-  }
-}
-
-void MlxThread::post(std::function<void()> task) {
-  {
-    std::lock_guard<std::mutex> lock(mutex_);
-    if (!stopped_) {
-      queue_.push_back(Task{std::move(task), false});
-      wake_.notify_one();
-      return;
-    }
-  }
-  task();  // the thread is gone: nothing else touches MLX from here on
-}
-
-void MlxThread::stop() {
-  {
-    std::lock_guard<std::mutex> lock(mutex_);
-    if (stopping_) return;
-    stopping_ = true;
-  }
-  wake_.notify_all();
-  if (thread_.joinable()) thread_.join();
-  std::deque<Task> leftover;
-  {
-    std::lock_guard<std::mutex> lock(mutex_);
-    stopped_ = true;
-    leftover.swap(queue_);
-  }
-  for (auto& task : leftover) {
-    if (!task.is_job) task.run();
-  }
-  completion_->Release();
+  running_ = false;
 }
 
 }  // namespace mlxq

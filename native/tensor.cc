@@ -48,7 +48,6 @@ Tensor::Tensor(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Tensor>(info) 
   }
   ArrayRef* ref = info[0].As<Napi::External<ArrayRef>>().Data();
   box_ = std::move(*ref);
-  thread_ = addon_state(info.Env()).thread;
   shape_ = box_->shape;
   dtype_ = box_->dtype;
   nbytes_ = box_->nbytes;
@@ -68,7 +67,7 @@ ArrayRef Tensor::From(const Napi::Value& value, const char* name) {
 void Tensor::release(Napi::Env env) {
   if (!box_) return;
   Napi::MemoryManagement::AdjustExternalMemory(env, -static_cast<int64_t>(nbytes_));
-  thread_->post([box = std::move(box_)]() mutable { box.reset(); });
+  release_on_mlx([box = std::move(box_)]() mutable { box.reset(); });
   box_.reset();
 }
 

@@ -44,7 +44,6 @@ class Tensor : public Napi::ObjectWrap<Tensor> {
   void release(Napi::Env env);
 
   ArrayRef box_;
-  std::shared_ptr<MlxThread> thread_;
   std::vector<int> shape_;
   mlx_dtype dtype_ = MLX_FLOAT32;
   size_t nbytes_ = 0;

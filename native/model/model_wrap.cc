@@ -46,9 +46,9 @@ MlxThread::Settle settle_undefined() {
 
 /** Shared by Model and Generator: a native object released on the MLX thread. */
 template <typename T>
-void release_on_mlx(Napi::Env env, std::shared_ptr<T>& ref) {
+void release_on_mlx(Napi::Env, std::shared_ptr<T>& ref) {
   if (!ref) return;
-  addon_state(env).thread->post([r = std::move(ref)]() mutable { r.reset(); });
+  mlxq::release_on_mlx([r = std::move(ref)]() mutable { r.reset(); });
 }
 
 struct GeneratorState {
