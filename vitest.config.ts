@@ -10,6 +10,7 @@ export default defineConfig({
     pool: 'forks',
     // The memory tests check that tensors the GC collects are freed.
     execArgv: ['--expose-gc'],
+    setupFiles: ['test/setup/remove-temp-dirs.ts'],
     testTimeout: 60_000,
     hookTimeout: 60_000,
     projects: [

@@ -2,10 +2,10 @@
  * Acceptance: 1,000 good lines and 50 bad ones of 10 kinds yield 1,000 records and 50 reported
  * errors with the right line numbers and reasons, both from the reader and through prepare.
  */
-import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { describe, expect, it } from 'vitest';
+import { afterAll, describe, expect, it } from 'vitest';
 import { resolveFieldMapping } from '../../lib/data/field-mapping.js';
 import { prepareDataset } from '../../lib/data/prepare.js';
 import { readInputRecords } from '../../lib/data/record-reader.js';
@@ -53,6 +53,7 @@ describe('1,000 good lines and 50 bad ones', () => {
   const dir = mkdtempSync(join(tmpdir(), 'mlxq-bad-'));
   const path = join(dir, 'export.jsonl');
   const expected = buildFile(path);
+  afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
   it('the reader yields 1,000 records and 50 rejections at the right lines', async () => {
     const got = new Map<number, string>();

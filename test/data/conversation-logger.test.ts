@@ -1,6 +1,5 @@
 import { execFile } from 'node:child_process';
-import { mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { describe, expect, it } from 'vitest';
@@ -8,13 +7,14 @@ import { createConversationLogger } from '../../lib/data/conversation-logger.js'
 import { resolveFieldMapping } from '../../lib/data/field-mapping.js';
 import { resolveInputs } from '../../lib/data/inputs.js';
 import { readInputRecords } from '../../lib/data/record-reader.js';
+import { tempDir } from '../helpers/temp-dir.js';
 
 const run = promisify(execFile);
 const WRITER = join(import.meta.dirname, '..', 'fixtures', 'data-logger-writer.ts');
 
 describe('createConversationLogger', () => {
   it('concurrent writers with rotation: every line whole, every conversation exactly once, readable by prepare', async () => {
-    const dir = mkdtempSync(join(tmpdir(), 'mlxq-log-'));
+    const dir = tempDir('mlxq-log-');
     const path = join(dir, 'conversations.jsonl');
     const writers = 3;
     const count = 300;
@@ -49,7 +49,7 @@ describe('createConversationLogger', () => {
   }, 60_000);
 
   it('closes off a line torn by an earlier crash, so only that line is bad', () => {
-    const dir = mkdtempSync(join(tmpdir(), 'mlxq-log-'));
+    const dir = tempDir('mlxq-log-');
     const path = join(dir, 'c.jsonl');
     writeFileSync(path, '{"messages": [{"role": "user", "con');
     const logger = createConversationLogger({ path });
@@ -62,7 +62,7 @@ describe('createConversationLogger', () => {
   });
 
   it('rejects invalid conversations before writing anything', () => {
-    const dir = mkdtempSync(join(tmpdir(), 'mlxq-log-'));
+    const dir = tempDir('mlxq-log-');
     const path = join(dir, 'c.jsonl');
     const logger = createConversationLogger({ path });
     expect(() => logger.log({ messages: [{ role: 'wizard' as 'user', content: 'x' }] })).toThrow();

@@ -1,5 +1,4 @@
-import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { contentHash } from '../../lib/data/content-hash.js';
@@ -9,6 +8,7 @@ import { prepareDataset } from '../../lib/data/prepare.js';
 import type { RecordBody } from '../../lib/data/record.js';
 import { syntheticConversation } from '../fixtures/data-corpus.js';
 import { chatmlModel } from '../fixtures/data-model.js';
+import { tempDir } from '../helpers/temp-dir.js';
 
 const chat = (q: string, a: string): RecordBody => ({ kind: 'chat', messages: [{ role: 'user', content: q }, { role: 'assistant', content: a }] });
 const LONG = Array.from({ length: 60 }, (_, i) => `word${i % 23} item${i}`).join(' ');
@@ -17,7 +17,7 @@ describe('duplicates', () => {
   it('exact duplicates ignore whitespace differences; near duplicates are found by MinHash LSH', () => {
     const bodies = [chat('Q', LONG), chat('Q', `  ${LONG.replace(/ /g, '   ')} `), chat('Q', LONG.replace('item30', 'thing30')), chat('Q', 'something else entirely, unrelated')];
     const lsh = lshParams(0.85);
-    const index = new DuplicateIndex(mkdtempSync(join(tmpdir(), 'mlxq-dd-')), { near: { signatureBytes: NUM_PERM, acceptAt: lsh.acceptAt } });
+    const index = new DuplicateIndex(tempDir('mlxq-dd-'), { near: { signatureBytes: NUM_PERM, acceptAt: lsh.acceptAt } });
     bodies.forEach((b, i) => {
       const h = contentHash(b);
       const sig = minhashSignature(b.kind === 'chat' ? b.messages.map((m) => m.content).join(' ') : b.text);
@@ -38,7 +38,7 @@ describe('duplicates', () => {
 
 describe('splits', () => {
   it('adding records to an export keeps every old record in its old split', async () => {
-    const dir = mkdtempSync(join(tmpdir(), 'mlxq-split-'));
+    const dir = tempDir('mlxq-split-');
     const line = (i: number) => JSON.stringify(syntheticConversation(i));
     writeFileSync(join(dir, 'jan.jsonl'), `${Array.from({ length: 300 }, (_, i) => line(i)).join('\n')}\n`);
     // February's export: the old records in another order, with new ones interleaved.

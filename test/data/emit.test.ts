@@ -2,8 +2,7 @@
  * --emit: a weight-0 turn survives into ShareGPT (which has no weight field) as an extra key, and
  * the report says so instead of dropping the exclusion silently.
  */
-import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { resolveFieldMapping } from '../../lib/data/field-mapping.js';
@@ -11,10 +10,11 @@ import { prepareDataset } from '../../lib/data/prepare.js';
 import { readInputRecords } from '../../lib/data/record-reader.js';
 import { formatReport } from '../../lib/data/report.js';
 import { chatmlModel } from '../fixtures/data-model.js';
+import { tempDir } from '../helpers/temp-dir.js';
 
 describe('--emit sharegpt with a weight-0 turn', () => {
   it('keeps "weight": 0 on that turn, counts the record, and reads back with the turn excluded', async () => {
-    const dir = mkdtempSync(join(tmpdir(), 'mlxq-emit-'));
+    const dir = tempDir('mlxq-emit-');
     const lines = [
       { messages: [{ role: 'user', content: 'First?' }, { role: 'assistant', content: 'A draft answer.', weight: 0 }, { role: 'user', content: 'Again?' }, { role: 'assistant', content: 'The good answer.' }] },
       { messages: [{ role: 'user', content: 'Plain?' }, { role: 'assistant', content: 'Plain answer.' }] },

@@ -1,11 +1,11 @@
-import { mkdtempSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { gzipSync } from 'node:zlib';
 import { describe, expect, it } from 'vitest';
 import { readJsonlLines, type JsonlItem } from '../../lib/data/jsonl-reader.js';
+import { tempDir } from '../helpers/temp-dir.js';
 
-const dir = mkdtempSync(join(tmpdir(), 'mlxq-jsonl-'));
+const dir = tempDir('mlxq-jsonl-');
 async function collect(path: string, maxLineBytes?: number): Promise<JsonlItem[]> {
   const out: JsonlItem[] = [];
   for await (const item of readJsonlLines(path, maxLineBytes ? { maxLineBytes } : {})) out.push(item);

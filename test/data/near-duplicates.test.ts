@@ -5,13 +5,13 @@
  * (recall), pairs below it must be kept apart (precision). Deterministic seeds, so a failure is a
  * change in behaviour, not bad luck.
  */
-import { mkdtempSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { DUPLICATE_STATUS, DuplicateIndex } from '../../lib/data/duplicate-index.js';
 import { bandKeys, compactSignature, compactSimilarity, lshParams, NUM_PERM, signatureOfShingles } from '../../lib/data/minhash.js';
 import { createRng, type Rng } from '../fixtures/rng.js';
+import { tempDir } from '../helpers/temp-dir.js';
 
 const UNION = 300;
 
@@ -29,7 +29,7 @@ function pairAt(j: number, rng: Rng): [Uint32Array, Uint32Array] {
 /** Fraction of `count` independent pairs at Jaccard j that the index marks as near duplicates. */
 function mergedFraction(threshold: number, j: number, count: number, seed: number): number {
   const lsh = lshParams(threshold);
-  const index = new DuplicateIndex(mkdtempSync(join(tmpdir(), 'mlxq-near-')), { near: { signatureBytes: NUM_PERM, acceptAt: lsh.acceptAt } });
+  const index = new DuplicateIndex(tempDir('mlxq-near-'), { near: { signatureBytes: NUM_PERM, acceptAt: lsh.acceptAt } });
   const rng = createRng(seed);
   for (let i = 0; i < count; i++) {
     for (const [k, set] of pairAt(j, rng).entries()) {

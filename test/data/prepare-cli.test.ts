@@ -2,11 +2,11 @@
  * `mlx-qlora prepare` flags: values the options schema would refuse are refused by the flag's own
  * parser with a message naming the flag (not a ZodError dump), and --format takes per-file values.
  */
-import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Command, CommanderError } from 'commander';
-import { afterEach, describe, expect, it, vi } from 'vitest';
+import { afterEach, describe, expect, it, onTestFinished, vi } from 'vitest';
 import { register, splitFormatSpecs } from '../../lib/cli/commands/prepare.js';
 import { readManifest } from '../../lib/data/manifest.js';
 import { parsePrepareOptions } from '../../lib/data/prepare.js';
@@ -65,6 +65,7 @@ describe('prepare flags', () => {
 
   it('end to end: --format FILE=FORMAT next to detection, with a model folder', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'mlxq-cli-'));
+    onTestFinished(() => rmSync(dir, { recursive: true, force: true }));
     const model = join(dir, 'model');
     mkdirSync(model);
     const files = chatmlLlama2Files();

@@ -3,15 +3,15 @@
  * and without --keep-unscored, --min-messages, and --overlong drop / truncate, where a record cut so
  * that nothing trained is left is "truncated-away", not kept and not miscounted.
  */
-import { mkdtempSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { prepareDataset, type PrepareOptionsInput } from '../../lib/data/prepare.js';
 import { ConversationEncoder } from '../../lib/tokenizer/conversation-encoder.js';
 import { chatmlModel } from '../fixtures/data-model.js';
+import { tempDir } from '../helpers/temp-dir.js';
 
-const dir = mkdtempSync(join(tmpdir(), 'mlxq-filters-'));
+const dir = tempDir('mlxq-filters-');
 let runs = 0;
 
 function writeLines(name: string, lines: unknown[]): string {

@@ -3,8 +3,7 @@
  * join, filters, duplicates, report figures, manifest, shards that read back to the same tokens,
  * --emit, and inspect's highlighting.
  */
-import { mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { gzipSync } from 'node:zlib';
 import { beforeAll, describe, expect, it } from 'vitest';
@@ -15,8 +14,9 @@ import { prepareDataset, type PrepareResult } from '../../lib/data/prepare.js';
 import { loadModelTokenizer } from '../../lib/tokenizer/load-tokenizer.js';
 import { syntheticConversation } from '../fixtures/data-corpus.js';
 import { chatmlModel } from '../fixtures/data-model.js';
+import { tempDir } from '../helpers/temp-dir.js';
 
-const dir = mkdtempSync(join(tmpdir(), 'mlxq-iceburg-'));
+const dir = tempDir('mlxq-iceburg-');
 const ft = join(dir, 'data', 'fine_tuning');
 const out = join(dir, 'prepared');
 let result: PrepareResult;

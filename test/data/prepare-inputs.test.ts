@@ -2,8 +2,7 @@
  * Which files prepare reads, and as what: an output folder inside the input folder (and any other
  * prepared dataset there) is not read back, and --format can be given per file or glob.
  */
-import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { mkdirSync, writeFileSync } from 'node:fs';
 import { basename, join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { resolveFieldMapping } from '../../lib/data/field-mapping.js';
@@ -11,12 +10,13 @@ import { formatChooser, globToRegExp, parseFormatSpec } from '../../lib/data/for
 import { resolveInputs } from '../../lib/data/inputs.js';
 import { prepareDataset } from '../../lib/data/prepare.js';
 import { chatmlModel } from '../fixtures/data-model.js';
+import { tempDir } from '../helpers/temp-dir.js';
 
 const chatLine = (i: number) => JSON.stringify({ messages: [{ role: 'user', content: `Question ${i}?` }, { role: 'assistant', content: `Answer number ${i}.` }] });
 
 describe('the output folder inside the input folder', () => {
   it('is not read back on the next run, nor is another prepared dataset; rejections and emits stay out', async () => {
-    const dir = mkdtempSync(join(tmpdir(), 'mlxq-inputs-'));
+    const dir = tempDir('mlxq-inputs-');
     writeFileSync(join(dir, 'export.jsonl'), `${[chatLine(1), chatLine(2), '{"broken', chatLine(3)].join('\n')}\n`);
     const options = { inputs: [dir], emit: ['chatml' as const, 'sharegpt' as const], split: { valid: 0, test: 0 } };
     const first = await prepareDataset({ ...options, outDir: join(dir, 'prepared') }, { tokenizer: chatmlModel() });
@@ -30,7 +30,7 @@ describe('the output folder inside the input folder', () => {
   });
 
   it('a folder named on the command line is read even if it is a prepared dataset; one inside --out is refused', async () => {
-    const dir = mkdtempSync(join(tmpdir(), 'mlxq-inputs-'));
+    const dir = tempDir('mlxq-inputs-');
     writeFileSync(join(dir, 'export.jsonl'), `${chatLine(1)}\n`);
     await prepareDataset({ inputs: [dir], outDir: join(dir, 'out'), emit: ['chatml'], split: { valid: 0, test: 0 } }, { tokenizer: chatmlModel() });
     // Its empty rejections.jsonl and valid/test emits have nothing to read and are passed over.
@@ -66,7 +66,7 @@ describe('--format per file', () => {
   });
 
   it('overrides detection for the files it names; the rest are detected (or take the global format)', async () => {
-    const dir = mkdtempSync(join(tmpdir(), 'mlxq-format-'));
+    const dir = tempDir('mlxq-format-');
     mkdirSync(join(dir, 'legacy'));
     writeFileSync(join(dir, 'chat.jsonl'), `${chatLine(1)}\n`);
     // Lines with both shapes: detection reads them as completions, the user wants the plain text.

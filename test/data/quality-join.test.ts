@@ -3,14 +3,14 @@
  * a later metrics score over an earlier one, and a metrics line without quality_score changes
  * nothing (it used to erase the conversation's own score).
  */
-import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { prepareDataset } from '../../lib/data/prepare.js';
 import { QualityJoin } from '../../lib/data/quality-join.js';
 import type { DataRecord } from '../../lib/data/record.js';
 import { chatmlModel } from '../fixtures/data-model.js';
+import { tempDir } from '../helpers/temp-dir.js';
 
 const at = { file: 'f', line: 1 };
 const record = (conversationId: string, quality: number | null): DataRecord => ({
@@ -45,7 +45,7 @@ describe('QualityJoin', () => {
 
 describe('prepare with quality_metrics', () => {
   it('filters on the joined score, and a user_rating-only line does not wipe a conversation\'s score', async () => {
-    const dir = mkdtempSync(join(tmpdir(), 'mlxq-qjoin-'));
+    const dir = tempDir('mlxq-qjoin-');
     const ft = join(dir, 'fine_tuning');
     mkdirSync(ft);
     const conv = (id: string, q: number | null, answer: string) =>

@@ -3,8 +3,7 @@
  * the run goes on (and --strict stops there, naming it). And `▁` (U+2581) in content, which used to
  * abort prepare with a SentencePiece vocabulary, is an ordinary record.
  */
-import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { prepareDataset } from '../../lib/data/prepare.js';
@@ -13,8 +12,9 @@ import type { ModelTokenizer } from '../../lib/tokenizer/load-tokenizer.js';
 import { OffsetAlignmentError } from '../../lib/tokenizer/offsets.js';
 import type { TextTokenizer } from '../../lib/tokenizer/text-tokenizer.js';
 import { chatmlModel } from '../fixtures/data-model.js';
+import { tempDir } from '../helpers/temp-dir.js';
 
-const dir = mkdtempSync(join(tmpdir(), 'mlxq-fail-'));
+const dir = tempDir('mlxq-fail-');
 const line = (q: string, a: string) => JSON.stringify({ messages: [{ role: 'user', content: q }, { role: 'assistant', content: a }] });
 
 /** The fixture model, with a tokenizer that fails on chosen texts the way a real failure would surface. */

@@ -1,10 +1,10 @@
-import { mkdtempSync, openSync, readdirSync, readFileSync, truncateSync, writeFileSync, closeSync, writeSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { openSync, readdirSync, readFileSync, truncateSync, writeFileSync, closeSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { loadSafetensors, saveSafetensors, tensor, tensorFromFile, toTypedArray, type DType, type TensorInput } from '../../lib/index.js';
+import { tempDir } from '../helpers/temp-dir.js';
 
-const dir = mkdtempSync(join(tmpdir(), 'mlxq-st-'));
+const dir = tempDir('mlxq-st-');
 afterAll(() => undefined);
 
 /** Random bytes for a dtype, avoiding NaN payloads so bit equality is meaningful for floats too. */

@@ -4,8 +4,7 @@
  * folder, and `--template` overrides.
  */
 import { createHash } from 'node:crypto';
-import { mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { loadModelTokenizer } from '../../lib/tokenizer/load-tokenizer.js';
@@ -13,8 +12,9 @@ import { sentencePieceGguf } from '../fixtures/tokenizers/hf-to-gguf.js';
 import { chatmlLlama2Files, llama3Files } from '../fixtures/tokenizers/real-tokenizers.js';
 import { encodeVocabGguf } from '../fixtures/tokenizers/vocab-gguf.js';
 import { BUILTIN_TEMPLATES } from '../../lib/tokenizer/builtin-templates.js';
+import { tempDir } from '../helpers/temp-dir.js';
 
-const dir = mkdtempSync(join(tmpdir(), 'mlxq-load-'));
+const dir = tempDir('mlxq-load-');
 const withTemplate = join(dir, 'dolphin.gguf');
 const noTemplate = join(dir, 'bare.gguf');
 const store = join(dir, 'ollama');
