@@ -47,26 +47,43 @@ const modelSchema = z.string().min(1);
 /** A path, or for `train` several JSONL files. */
 const dataPathsSchema = z.union([z.string().min(1), z.array(z.string().min(1)).min(1)]);
 
-const isJsonl = (file: string): boolean => /\.jsonl(\.gz)?$/i.test(file);
+/**
+ * How raw JSONL given to `train` is prepared (the `prepare` command's options); a prepared folder
+ * ignores them. Absent keys take prepare's defaults.
+ */
+const dataPrepareSchema = z.strictObject({
+  /** chatml, mistral, llama-3, alpaca or a .jinja file; default the model's own template. */
+  template: z.string().min(1).optional(),
+  min_quality: z.number().min(0).max(1).optional(),
+  keep_unscored: z.boolean().optional(),
+  min_messages: z.int().min(0).optional(),
+  train_on: z.enum(['assistant', 'last-assistant', 'all']).optional(),
+  overlong: z.enum(['drop', 'truncate']).optional(),
+  /** MinHash Jaccard threshold for near duplicates; null turns near-duplicate removal off. */
+  near_duplicate_threshold: z.number().gt(0).lt(1).nullable().optional(),
+  /** Share of records hashed into validation (and test) when `valid` is not given. */
+  valid_fraction: z.number().min(0).lt(1).optional(),
+  test_fraction: z.number().min(0).lt(1).optional(),
+});
 
 const dataFields = z.strictObject({
-  /** A prepared folder, or JSONL file(s); JSONL training data needs `valid` as well. */
+  /**
+   * A prepared folder, or JSONL file(s). JSONL without `valid` is split by content hash like
+   * `prepare` does, so records never move between train and validation as the export grows.
+   */
   train: dataPathsSchema,
   valid: dataPathsSchema.optional(),
   test: dataPathsSchema.optional(),
   // Two tokens are the least that give a next-token loss.
   max_seq_length: z.int().min(2).default(2048),
   packing: z.boolean().default(false),
+  prepare: dataPrepareSchema.optional(),
 });
 
 const dataSchema = dataFields.superRefine((data, ctx) => {
-  const train = typeof data.train === 'string' ? [data.train] : Array.isArray(data.train) ? data.train : [];
-  if (data.valid === undefined && train.some((file) => typeof file === 'string' && isJsonl(file))) {
-    ctx.addIssue({
-      code: 'custom',
-      path: ['valid'],
-      message: 'required when data.train is a JSONL file (a prepared folder brings its own split)',
-    });
+  const split = data.prepare;
+  if (split && (split.valid_fraction ?? 0.05) + (split.test_fraction ?? 0.05) >= 1) {
+    ctx.addIssue({ code: 'custom', path: ['prepare', 'valid_fraction'], message: 'valid_fraction + test_fraction must leave records for training' });
   }
 });
 
@@ -185,6 +202,7 @@ export const trainConfigSchema = z.strictObject({
 const SECTION_KEYS: Record<string, readonly string[]> = {
   '': Object.keys(trainConfigSchema.shape),
   data: Object.keys(dataFields.shape),
+  'data.prepare': Object.keys(dataPrepareSchema.shape),
   lora: Object.keys(loraSchema.shape),
   quantization: Object.keys(quantizationFields.shape),
   training: Object.keys(trainingFields.shape),

@@ -7,7 +7,7 @@ import { join } from 'node:path';
 import type { TrainConfig } from '../config/train-config.js';
 import type { Batch } from '../data/batch.js';
 import { openPreparedDataset, type PreparedDataset, type RecordSource } from '../data/prepared-dataset.js';
-import { prepareDataset } from '../data/prepare.js';
+import { prepareDataset, type PrepareOptionsInput } from '../data/prepare.js';
 import type { NativeBatch } from '../native.js';
 
 export interface TrainingData {
@@ -25,20 +25,35 @@ function isPreparedFolder(path: string): boolean {
   return existsSync(path) && statSync(path).isDirectory() && existsSync(join(path, 'manifest.json'));
 }
 
-async function prepareInto(config: TrainConfig, inputs: string[], outDir: string): Promise<PreparedDataset> {
-  await prepareDataset({
+type Split = { valid: number; test: number };
+
+/** The run's `data.prepare` keys as prepare's options. */
+function prepareOptionsOf(config: TrainConfig): Omit<PrepareOptionsInput, 'inputs' | 'outDir'> {
+  const p = config.data.prepare ?? {};
+  return {
     model: config.model,
-    inputs,
-    outDir,
     maxSeqLength: config.data.max_seq_length,
-    // Every record of these files belongs to this role; the run's own split decides nothing.
-    split: { valid: 0, test: 0 },
-  });
+    ...(p.template !== undefined ? { template: p.template } : {}),
+    ...(p.min_quality !== undefined ? { minQuality: p.min_quality } : {}),
+    ...(p.keep_unscored !== undefined ? { keepUnscored: p.keep_unscored } : {}),
+    ...(p.min_messages !== undefined ? { minMessages: p.min_messages } : {}),
+    ...(p.train_on !== undefined ? { trainOn: p.train_on } : {}),
+    ...(p.overlong !== undefined ? { overlong: p.overlong } : {}),
+    ...(p.near_duplicate_threshold !== undefined ? { nearDuplicateThreshold: p.near_duplicate_threshold } : {}),
+  };
+}
+
+async function prepareInto(config: TrainConfig, inputs: string[], outDir: string, split: Split): Promise<PreparedDataset> {
+  await prepareDataset({ ...prepareOptionsOf(config), inputs, outDir, split });
   return openPreparedDataset(outDir);
 }
 
+// Files given for one role belong to it whole: the run's own split decides nothing.
+const WHOLE: Split = { valid: 0, test: 0 };
+
 export async function openTrainingData(config: TrainConfig): Promise<TrainingData> {
   const trainPaths = asList(config.data.train);
+  const validPaths = asList(config.data.valid);
   const opened: PreparedDataset[] = [];
   let train: RecordSource;
   let valid: RecordSource | undefined;
@@ -46,13 +61,12 @@ export async function openTrainingData(config: TrainConfig): Promise<TrainingDat
     const ds = openPreparedDataset(trainPaths[0]!);
     opened.push(ds);
     train = ds.split('train');
-    const validPaths = asList(config.data.valid);
     if (validPaths.length === 1 && isPreparedFolder(validPaths[0]!)) {
       const v = openPreparedDataset(validPaths[0]!);
       opened.push(v);
       valid = v.split('valid').size > 0 ? v.split('valid') : v.split('train');
     } else if (validPaths.length > 0) {
-      const v = await prepareInto(config, validPaths, join(config.output, 'prepared-valid'));
+      const v = await prepareInto(config, validPaths, join(config.output, 'prepared-valid'), WHOLE);
       opened.push(v);
       valid = v.split('train');
     } else {
@@ -62,12 +76,22 @@ export async function openTrainingData(config: TrainConfig): Promise<TrainingDat
     for (const p of trainPaths) {
       if (isPreparedFolder(p)) throw new Error(`data.train: a prepared folder (${p}) cannot be mixed with other inputs`);
     }
-    const t = await prepareInto(config, trainPaths, join(config.output, 'prepared-train'));
-    opened.push(t);
-    train = t.split('train');
-    const v = await prepareInto(config, asList(config.data.valid), join(config.output, 'prepared-valid'));
-    opened.push(v);
-    valid = v.split('train');
+    if (validPaths.length === 0) {
+      // One prepare over everything: dedupe sees all records, and the content-hash split keeps
+      // each record in its split as later exports add to the files.
+      const p = config.data.prepare;
+      const t = await prepareInto(config, trainPaths, join(config.output, 'prepared'), { valid: p?.valid_fraction ?? 0.05, test: p?.test_fraction ?? 0.05 });
+      opened.push(t);
+      train = t.split('train');
+      valid = t.split('valid').size > 0 ? t.split('valid') : undefined;
+    } else {
+      const t = await prepareInto(config, trainPaths, join(config.output, 'prepared-train'), WHOLE);
+      opened.push(t);
+      train = t.split('train');
+      const v = await prepareInto(config, validPaths, join(config.output, 'prepared-valid'), WHOLE);
+      opened.push(v);
+      valid = v.split('train');
+    }
   }
   if (train.size === 0) throw new Error('data.train: no training records');
   const padId = opened[0]!.manifest.tokenizer.padId ?? 0;

@@ -5,6 +5,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { TrainConfigInput } from '../../lib/config/train-config.js';
 import { recordPositions } from '../../lib/data/batch-plan.js';
 import { EpochIterator } from '../../lib/data/epoch-iterator.js';
+import { readManifest } from '../../lib/data/manifest.js';
+import { prepareDataset } from '../../lib/data/prepare.js';
 import { openPreparedDataset } from '../../lib/data/prepared-dataset.js';
 import { memory } from '../../lib/device.js';
 import { datasetLoss } from '../../lib/eval/dataset-loss.js';
@@ -287,6 +289,26 @@ describe('trainer', () => {
     expect(events.filter((e) => e.type === 'eval')).toHaveLength(1);
     const manifest = JSON.parse(await readFile(join(cfg.output!, 'prepared-train', 'manifest.json'), 'utf8')) as { counts?: unknown; tokenizer: { model: string } };
     expect(manifest.tokenizer.model).toBe(fx.modelDir);
+  }, 120_000);
+
+  it('splits raw JSONL by content hash when no valid files are given, with data.prepare options', async () => {
+    const cfg = config({
+      data: { train: fx.jsonl, max_seq_length: 64, prepare: { valid_fraction: 0.25, test_fraction: 0, near_duplicate_threshold: null, train_on: 'all' } },
+      training: { max_steps: 2 },
+      eval: { every_steps: 2, early_stopping_patience: 0 },
+    });
+    const events = await collect(train(cfg));
+    expect(events.filter((e) => e.type === 'eval')).toHaveLength(1);
+    const manifest = readManifest(join(cfg.output!, 'prepared'));
+    expect(manifest.options.trainOn).toBe('all');
+    expect(manifest.options.splitFractions).toEqual({ valid: 0.25, test: 0 });
+    expect(manifest.splits.train.records + manifest.splits.valid.records).toBe(24);
+    expect(manifest.splits.valid.records).toBeGreaterThan(0);
+    // The same hash split as the prepare command gives for these files.
+    const alone = join(fx.tiny.root, 'prepared-alone');
+    await prepareDataset({ model: fx.modelDir, inputs: [fx.jsonl], outDir: alone, maxSeqLength: 64, split: { valid: 0.25, test: 0 }, nearDuplicateThreshold: null, trainOn: 'all' });
+    const reference = readManifest(alone);
+    expect(manifest.splits.valid.shards.map((s) => s.sha256)).toEqual(reference.splits.valid.shards.map((s) => s.sha256));
   }, 120_000);
 
   it('every config error names its key', async () => {
