@@ -91,11 +91,11 @@ describe('loadTrainConfig from files', () => {
   it('points list items and missing keys at their lines', async () => {
     const file = await writeConfig(
       'items.yaml',
-      ['model: m', 'data:', '  train: t.jsonl', 'lora:', '  targets:', '    - q_proj', '    - qq_proj', 'output: o', ''].join('\n'),
+      ['model: m', 'data:', '  packing: true', 'lora:', '  targets:', '    - q_proj', '    - qq_proj', 'output: o', ''].join('\n'),
     );
     const error = await loadError(file);
     expect(error.problems.map((problem) => [problem.line, problem.path])).toEqual([
-      [2, ['data', 'valid']],
+      [2, ['data', 'train']],
       [7, ['lora', 'targets', 1]],
     ]);
   });

@@ -197,7 +197,7 @@ describe('every config error names its key', () => {
   it.each([
     [{ lerning_rate: 1 }, 'training', 'training.lerning_rate: unknown key; did you mean "learning_rate"?'],
     [{ rnak: 8 }, 'lora', 'lora.rnak: unknown key; did you mean "rank"?'],
-    [{ valid_set: 'x' }, 'data', 'data.valid_set: unknown key (allowed: train, valid, test, max_seq_length, packing)'],
+    [{ valid_set: 'x' }, 'data', 'data.valid_set: unknown key (allowed: train, valid, test, max_seq_length, packing, prepare)'],
     [{ bit: 4 }, 'quantization', 'quantization.bit: unknown key; did you mean "bits"?'],
     [{ keep: 2 }, 'checkpoint', 'checkpoint.keep: unknown key (allowed: every_steps, keep_last)'],
     [{ patience: 2 }, 'eval', 'eval.patience: unknown key (allowed: every_steps, early_stopping_patience, max_batches)'],
