@@ -6,7 +6,6 @@
  * change in behaviour, not bad luck.
  */
 
-import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { DUPLICATE_STATUS, DuplicateIndex } from '../../lib/data/duplicate-index.js';
 import { bandKeys, compactSignature, compactSimilarity, lshParams, NUM_PERM, signatureOfShingles } from '../../lib/data/minhash.js';
