@@ -75,6 +75,11 @@ export class EpochIterator implements Iterable<Batch> {
     return this.epochPlan().length;
   }
 
+  /** True when the current epoch's batches are all taken (the next batch starts a new epoch). */
+  get atEpochEnd(): boolean {
+    return this.epoch < this.epochs && this.batchIndex >= this.epochPlan().length;
+  }
+
   /** Batches in any epoch (with packing the count varies from epoch to epoch). */
   batchesInEpoch(epoch: number): number {
     return epoch === this.epoch ? this.epochPlan().length : planEpoch(this.lengths, this.options, epoch).length;

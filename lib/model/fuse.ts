@@ -3,11 +3,11 @@
  * (W + scale·(A·B)ᵀ), written as a dense HF folder (config.json + sharded safetensors) that any
  * HF-layout loader — this one, mlx-lm, llama.cpp's converter — reads as a plain model.
  */
-import { copyFile, mkdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
+import { copyFile, mkdir, readFile, rename, stat, writeFile } from 'node:fs/promises';
 import { basename, dirname, join, resolve } from 'node:path';
 import { saveSafetensors } from '../io/safetensors.js';
 import { astype, disposeAll, tensor, toTypedArray, type DType, type Tensor } from '../tensor.js';
-import { fsyncDir, tempName } from '../train/durable-fs.js';
+import { replaceFolderAtomically } from '../train/atomic-folder.js';
 import type { Architecture } from './architecture.js';
 import type { LoadedModel } from './load-model.js';
 
@@ -112,7 +112,7 @@ async function fusedConfig(model: LoadedModel, dtype: DType): Promise<Record<str
 
 /**
  * Writes the fused model (LoRA enabled on `model` is what gets merged) into `outDir`, built in a
- * temporary sibling folder and renamed into place, so a failure leaves no half-written model.
+ * temporary sibling folder and swapped into place, so a failure leaves no half-written model.
  */
 export async function writeFusedModel(model: LoadedModel, outDir: string, options: FuseOptions = {}): Promise<FuseResult> {
   const dtype = options.dtype ?? 'float16';
@@ -123,20 +123,18 @@ export async function writeFusedModel(model: LoadedModel, outDir: string, option
   }
   const config = await fusedConfig(model, dtype);
   await mkdir(dirname(target), { recursive: true });
-  const temp = join(dirname(target), tempName(basename(target)));
-  await mkdir(temp);
-  try {
-    const names = (await model.native.weightNames()).filter((n) => !(config.tie_word_embeddings === true && n === 'lm_head.weight'));
-    const shards: Array<{ names: string[]; bytes: number }> = [];
+  const names = (await model.native.weightNames()).filter((n) => !(config.tie_word_embeddings === true && n === 'lm_head.weight'));
+  const files: string[] = [];
+  let total = 0;
+  await replaceFolderAtomically(dirname(target), basename(target), async (temp) => {
+    const shards: string[][] = [];
     let current: Record<string, Tensor> = {};
     let currentBytes = 0;
-    let total = 0;
     const flush = async () => {
       const shardNames = Object.keys(current);
       if (shardNames.length === 0) return;
-      const index = shards.length;
-      await saveSafetensors(join(temp, `shard-${index}.safetensors`), current, { format: 'pt' });
-      shards.push({ names: shardNames, bytes: currentBytes });
+      await saveSafetensors(join(temp, `shard-${shards.length}.safetensors`), current, { format: 'pt' });
+      shards.push(shardNames);
       disposeAll(Object.values(current));
       current = {};
       currentBytes = 0;
@@ -165,13 +163,12 @@ export async function writeFusedModel(model: LoadedModel, outDir: string, option
       disposeAll(Object.values(current));
     }
     // Final names once the count is known: model.safetensors, or HF's "-0000i-of-0000n" shards.
-    const files: string[] = [];
     const weightMap: Record<string, string> = {};
     for (let i = 0; i < shards.length; i++) {
       const file = shards.length === 1 ? 'model.safetensors' : `model-${String(i + 1).padStart(5, '0')}-of-${String(shards.length).padStart(5, '0')}.safetensors`;
       await rename(join(temp, `shard-${i}.safetensors`), join(temp, file));
       files.push(file);
-      for (const n of shards[i]!.names) weightMap[n] = file;
+      for (const n of shards[i]!) weightMap[n] = file;
     }
     if (shards.length > 1) {
       await writeFile(join(temp, 'model.safetensors.index.json'), `${JSON.stringify({ metadata: { total_size: total }, weight_map: weightMap }, null, 2)}\n`);
@@ -183,13 +180,6 @@ export async function writeFusedModel(model: LoadedModel, outDir: string, option
         if (await stat(from).catch(() => undefined)) await copyFile(from, join(temp, f));
       }
     }
-    await fsyncDir(temp);
-    if (options.overwrite) await rm(target, { recursive: true, force: true });
-    await rename(temp, target);
-    await fsyncDir(dirname(target));
-    return { dir: target, files, tensors: names.length, bytes: total };
-  } catch (error) {
-    await rm(temp, { recursive: true, force: true });
-    throw error;
-  }
+  });
+  return { dir: target, files, tensors: names.length, bytes: total };
 }

@@ -17,15 +17,22 @@ const TRASH_PREFIX = '.trash-';
 
 /** Writes `parent/name/` from scratch with `writers`, replacing any folder there atomically. */
 export async function writeFolderAtomically(parent: string, name: string, writers: readonly CheckpointFileWriter[]): Promise<string> {
+  return replaceFolderAtomically(parent, name, async (temp) => {
+    for (const writer of writers) await writer.write(path.join(temp, writer.name));
+  });
+}
+
+/**
+ * Builds `parent/name/` by `fill`ing an empty temporary folder, syncs every file in it, and swaps
+ * it in for any folder already there.
+ */
+export async function replaceFolderAtomically(parent: string, name: string, fill: (temp: string) => Promise<void>): Promise<string> {
   const final = path.join(parent, name);
   const temp = path.join(parent, tempName(name));
   await mkdir(temp);
   try {
-    for (const writer of writers) {
-      const file = path.join(temp, writer.name);
-      await writer.write(file);
-      await fsyncFile(file);
-    }
+    await fill(temp);
+    for (const file of await readdir(temp)) await fsyncFile(path.join(temp, file));
     await fsyncDir(temp);
     const trash = (await stat(final).catch(() => undefined)) ? path.join(parent, `${TRASH_PREFIX}${name}-${randomBytes(4).toString('hex')}`) : undefined;
     if (trash) await rename(final, trash);

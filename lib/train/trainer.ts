@@ -228,8 +228,7 @@ class Run {
           // An accumulation group never spans two epochs (the step count assumes it): a group
           // that reaches its epoch's last batch is an update of its own, even if short. The cursor
           // stays at the end of that epoch, and the iterator moves on when asked for more.
-          const at = batches.cursor;
-          if (groupEpoch !== undefined && at.batch >= batches.batchesInEpoch(at.epoch)) break;
+          if (groupEpoch !== undefined && batches.atEpochEnd) break;
           const batch = batches.next();
           if (!batch) break;
           groupEpoch ??= batch.epoch;

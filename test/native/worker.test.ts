@@ -31,16 +31,8 @@ function exited(w: Worker): Promise<number> {
   return new Promise((resolve) => w.once('exit', resolve));
 }
 
-// Plain JavaScript, so the worker (eval'd CommonJS) and this test run the very same code: a tiny
-// dense decoder from seeded random weights, its logits and three greedy tokens. It makes a Model
-// and a Generator, the two classes whose constructors the addon keeps per environment.
-const tinyModelRun = `async (m) => {
-  const hidden = 32, inter = 64, vocab = 16;
-  const model = await m.createModel(
-    { vocabSize: vocab, hiddenSize: hidden, intermediateSize: inter, numLayers: 1, numHeads: 2, numKvHeads: 1,
-      tieWordEmbeddings: true },
-    { quantBits: 0, computeDtype: 'float32', kernel: 'dequantize-matmul' },
-    { rank: 0 });
+// Seeded random weights for the one-layer tiny decoder both runs below build (plain JavaScript, spliced in).
+const setTinyWeights = `async (m, model, hidden, inter, vocab) => {
   const shapes = {
     'model.embed_tokens.weight': [vocab, hidden], 'model.norm.weight': [hidden],
     'model.layers.0.input_layernorm.weight': [hidden], 'model.layers.0.post_attention_layernorm.weight': [hidden],
@@ -56,6 +48,20 @@ const tinyModelRun = `async (m) => {
     t.dispose();
   }
   await model.finalize();
+}`;
+
+// Plain JavaScript, so the worker (eval'd CommonJS) and this test run the very same code: a tiny
+// dense decoder from seeded random weights, its logits and three greedy tokens. It makes a Model
+// and a Generator, the two classes whose constructors the addon keeps per environment.
+const tinyModelRun = `async (m) => {
+  const setTinyWeights = ${setTinyWeights};
+  const hidden = 32, inter = 64, vocab = 16;
+  const model = await m.createModel(
+    { vocabSize: vocab, hiddenSize: hidden, intermediateSize: inter, numLayers: 1, numHeads: 2, numKvHeads: 1,
+      tieWordEmbeddings: true },
+    { quantBits: 0, computeDtype: 'float32', kernel: 'dequantize-matmul' },
+    { rank: 0 });
+  await setTinyWeights(m, model, hidden, inter, vocab);
   const logits = await model.logits({ shape: [1, 3], tokens: Int32Array.from([1, 2, 3]) });
   const values = [...new Float32Array(await m.toBytes(logits))];
   logits.dispose();
@@ -75,27 +81,14 @@ interface TinyRun {
 // plain JavaScript for the same reason as above. Batches vary by round, so interleaved jobs from
 // two environments would show up as wrong numbers if they shared transform state unsafely.
 const tinyTrainRun = `async (m, rounds) => {
+  const setTinyWeights = ${setTinyWeights};
   const hidden = 32, inter = 64, vocab = 16;
   const model = await m.createModel(
     { vocabSize: vocab, hiddenSize: hidden, intermediateSize: inter, numLayers: 1, numHeads: 2, numKvHeads: 1,
       tieWordEmbeddings: true },
     { quantBits: 0, quantGroupSize: 64, computeDtype: 'float32', kernel: 'dequantize-matmul' },
     { rank: 4, scale: 2, dropout: 0, targets: ['q_proj', 'v_proj'], numLayers: 1, seed: 3, dtype: 'float32' });
-  const shapes = {
-    'model.embed_tokens.weight': [vocab, hidden], 'model.norm.weight': [hidden],
-    'model.layers.0.input_layernorm.weight': [hidden], 'model.layers.0.post_attention_layernorm.weight': [hidden],
-    'model.layers.0.self_attn.q_proj.weight': [hidden, hidden], 'model.layers.0.self_attn.k_proj.weight': [16, hidden],
-    'model.layers.0.self_attn.v_proj.weight': [16, hidden], 'model.layers.0.self_attn.o_proj.weight': [hidden, hidden],
-    'model.layers.0.mlp.gate_proj.weight': [inter, hidden], 'model.layers.0.mlp.up_proj.weight': [inter, hidden],
-    'model.layers.0.mlp.down_proj.weight': [hidden, inter],
-  };
-  let seed = 0;
-  for (const [name, shape] of Object.entries(shapes)) {
-    const t = await m.randomNormal(shape, 'float32', ++seed, name.endsWith('norm.weight') ? 1 : 0, 0.3);
-    await model.setWeight(name, t);
-    t.dispose();
-  }
-  await model.finalize();
+  await setTinyWeights(m, model, hidden, inter, vocab);
   const w = await m.randomNormal([64, 64], 'float32', 99, 0, 0.1);
   const out = [];
   // Several jobs in flight at once, so the queue really holds both environments' work.

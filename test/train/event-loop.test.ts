@@ -1,8 +1,7 @@
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { TrainConfigInput } from '../../lib/config/train-config.js';
 import { train } from '../../lib/train/trainer.js';
-import { makeTrainFixture, type TrainFixture } from '../fixtures/train-fixture.js';
+import { makeTrainFixture, shortRunConfig, type TrainFixture } from '../fixtures/train-fixture.js';
 
 // Alone in its file (and run in the 'timing' project): a training run earlier in the same process
 // adds a one-off pause of up to ~70 ms at the next run's first step, which is not what this measures.
@@ -13,16 +12,6 @@ describe('a training run in the host process', () => {
     fx = await makeTrainFixture();
   }, 120_000);
   afterAll(async () => fx?.cleanup());
-
-  const config = (output: string): TrainConfigInput => ({
-    model: fx.modelDir,
-    data: { train: fx.prepared, max_seq_length: 64 },
-    lora: { rank: 8, alpha: 16, dropout: 0.05, targets: ['q_proj', 'v_proj'] },
-    quantization: { bits: 4, group_size: 32 },
-    training: { learning_rate: 5e-3, batch_size: 2, grad_accumulation: 2, max_steps: 24, warmup_steps: 2, seed: 5, grad_checkpointing: true },
-    eval: { every_steps: 0, early_stopping_patience: 0 },
-    output,
-  });
 
   it('keeps the event loop free while a run streams steps', async () => {
     let last = performance.now();
@@ -35,7 +24,7 @@ describe('a training run in the host process', () => {
     }, 10);
     try {
       let steps = 0;
-      for await (const e of train({ ...config(join(fx.tiny.root, 'lag-run')), checkpoint: { every_steps: 8, keep_last: 1 } })) {
+      for await (const e of train({ ...shortRunConfig(fx, join(fx.tiny.root, 'lag-run')), checkpoint: { every_steps: 8, keep_last: 1 } })) {
         if (e.type === 'start') {
           started = true;
           last = performance.now();

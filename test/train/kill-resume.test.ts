@@ -8,23 +8,12 @@ import { CheckpointStore } from '../../lib/train/checkpoint-store.js';
 import { CHECKPOINT_FILES } from '../../lib/train/run-checkpoint.js';
 import type { RunEvent, StepEvent } from '../../lib/train/run-events.js';
 import { train } from '../../lib/train/trainer.js';
-import { makeTrainFixture, type TrainFixture } from '../fixtures/train-fixture.js';
+import { makeTrainFixture, shortRunConfig, type TrainFixture } from '../fixtures/train-fixture.js';
 
 const child = join(import.meta.dirname, 'fixtures', 'train-run.ts');
 let fx: TrainFixture;
 
-function config(output: string): TrainConfigInput {
-  return {
-    model: fx.modelDir,
-    data: { train: fx.prepared, max_seq_length: 64 },
-    lora: { rank: 8, alpha: 16, dropout: 0.05, targets: ['q_proj', 'v_proj'] },
-    quantization: { bits: 4, group_size: 32 },
-    training: { learning_rate: 5e-3, batch_size: 2, grad_accumulation: 2, max_steps: 24, warmup_steps: 2, seed: 5, grad_checkpointing: true },
-    eval: { every_steps: 0, early_stopping_patience: 0 },
-    checkpoint: { every_steps: 1, keep_last: 2 },
-    output,
-  };
-}
+const config = (output: string): TrainConfigInput => shortRunConfig(fx, output);
 
 /** Runs the child; kills it with SIGKILL `delayMs` after its `checkpoints`-th checkpoint event. */
 async function runChild(configPath: string, resume: boolean, kill?: { checkpoints: number; delayMs: number }): Promise<RunEvent[]> {
