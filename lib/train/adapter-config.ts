@@ -1,3 +1,4 @@
+import { statSync } from 'node:fs';
 import { readFile, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { z } from 'zod';
@@ -25,7 +26,7 @@ import { libraryVersion } from './trainer-state.js';
 export const ADAPTER_CONFIG_FILE = 'adapter_config.json';
 
 /** mlx-lm module path of each target inside a decoder block. */
-const MLX_KEY_OF: Record<LoraTarget, string> = {
+export const MLX_KEY_OF: Record<LoraTarget, string> = {
   q_proj: 'self_attn.q_proj',
   k_proj: 'self_attn.k_proj',
   v_proj: 'self_attn.v_proj',
@@ -35,6 +36,14 @@ const MLX_KEY_OF: Record<LoraTarget, string> = {
   down_proj: 'mlp.down_proj',
 };
 const MLX_KEYS = LORA_TARGETS.map((target) => MLX_KEY_OF[target]) as [string, ...string[]];
+
+/**
+ * Row order of the q/k projections' outputs: HF's split halves, or llama.cpp's interleaved pairs
+ * (its converter permutes the rows of Llama-family GGUF files, gguf_ollama.md §3.2). A LoRA B
+ * trained on a base holds its output columns in that base's order.
+ */
+export const QK_ROW_ORDERS = ['hf', 'gguf'] as const;
+export type QkRowOrder = (typeof QK_ROW_ORDERS)[number];
 
 const baseModelSchema = z.strictObject({
   /** The model as the config named it: a resolved path or an Ollama name. */
@@ -46,6 +55,8 @@ const baseModelSchema = z.strictObject({
   quantization: z
     .strictObject({ bits: z.literal(QUANTIZATION_BITS), group_size: z.literal(QUANTIZATION_GROUP_SIZES) })
     .nullable(),
+  /** The q/k row order the adapter was trained in; absent in older adapters (see qkRowOrderOfBase). */
+  qk_row_order: z.enum(QK_ROW_ORDERS).optional(),
 });
 
 export const adapterConfigSchema = z.looseObject({
@@ -69,10 +80,28 @@ export const adapterConfigSchema = z.looseObject({
 export type AdapterConfig = z.output<typeof adapterConfigSchema>;
 export type BaseModelInfo = z.output<typeof baseModelSchema>;
 
+/**
+ * The q/k row order of a base model named by `source` (as adapter configs record it): a GGUF file
+ * or an Ollama name is in llama.cpp's order, except qwen2 whose rows llama.cpp never permutes; an
+ * HF folder is in HF order. A path that no longer exists counts as a GGUF file only by its name.
+ */
+export function inferQkRowOrder(source: string, architecture?: string): QkRowOrder {
+  if (architecture === 'qwen2') return 'hf';
+  if (/\.gguf$/i.test(source)) return 'gguf';
+  if (!path.isAbsolute(source)) return /^\.{0,2}[\\/]/.test(source) ? 'hf' : 'gguf';
+  const info = statSync(source, { throwIfNoEntry: false });
+  return info?.isFile() ? 'gguf' : 'hf';
+}
+
+/** The q/k row order an adapter config says its adapter was trained in. */
+export function qkRowOrderOfBase(base: BaseModelInfo): QkRowOrder {
+  return base.qk_row_order ?? inferQkRowOrder(base.source, base.architecture);
+}
+
 /** The adapter config for a training run on a given base model. */
 export function adapterConfigFor(
   config: Pick<TrainConfig, 'lora' | 'model' | 'quantization'>,
-  base: Pick<BaseModelInfo, 'num_hidden_layers' | 'architecture'>,
+  base: Pick<BaseModelInfo, 'num_hidden_layers' | 'architecture' | 'qk_row_order'>,
 ): AdapterConfig {
   const { lora } = config;
   if (lora.layers !== 'all' && lora.layers > base.num_hidden_layers) {
@@ -89,7 +118,7 @@ export function adapterConfigFor(
       keys: lora.targets.map((target) => MLX_KEY_OF[target]),
     },
     model: config.model,
-    base_model: { ...base, source: config.model, quantization },
+    base_model: { ...base, source: config.model, quantization, qk_row_order: base.qk_row_order ?? inferQkRowOrder(config.model, base.architecture) },
     library_version: libraryVersion(),
   };
 }
