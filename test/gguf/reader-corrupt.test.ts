@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { GgufFormatError } from '../../lib/gguf/format-error.js';
-import { readGguf } from '../../lib/gguf/reader.js';
+import { readGguf, type GgufFile } from '../../lib/gguf/reader.js';
 import { writeGguf } from '../../lib/gguf/writer.js';
 import { createRng } from '../fixtures/rng.js';
 import { RawGguf } from './raw-gguf.js';
@@ -44,6 +44,31 @@ async function parse(bytes: Uint8Array): Promise<{ path: string; result: Promise
   return { path, result: readGguf(path) };
 }
 
+/**
+ * Where `bytes` differs from a GGUF written back from `file` (its metadata with the stored types,
+ * its tensor table, the tensor bytes it points at), or undefined if nowhere. The padding between
+ * the tensor table and the data holds no value, so damage there may differ from the writer's zeros.
+ */
+async function reencodingMismatch(file: GgufFile, bytes: Buffer): Promise<string | undefined> {
+  const metadata = new Map([...file.metadata].map(([key, value]) => [key, { type: file.metadataTypes.get(key)!, value }]));
+  const tensors = file.tensors.map((t) => ({ name: t.name, ne: t.ne, type: t.ggmlType, data: bytes.subarray(t.offset, t.offset + t.nbytes) }));
+  const copy = join(dir, `reencoded-${n++}.gguf`);
+  const bare = join(dir, `reencoded-${n++}.gguf`);
+  await writeGguf(copy, { metadata, tensors });
+  // Without tensors the writer adds no padding: its size is where the tensor table starts.
+  const tableStart = (await writeGguf(bare, { metadata })).size;
+  const tableEnd = tableStart + file.tensors.reduce((s, t) => s + 8 + Buffer.byteLength(t.name) + 4 + 8 * t.ne.length + 4 + 8, 0);
+  const written = await readFile(copy);
+  // The writer always writes version 3; version 2 has the same layout.
+  written.writeUInt32LE(file.version, 4);
+  if (written.length !== bytes.length) return `length ${written.length}, file has ${bytes.length}`;
+  for (let i = 0; i < bytes.length; i++) {
+    if (i >= tableEnd && i < file.dataOffset) continue;
+    if (written[i] !== bytes[i]) return `byte ${i}: written ${written[i]}, file has ${bytes[i]}`;
+  }
+  return undefined;
+}
+
 /** Expects a GgufFormatError whose message names the file and matches `message`. */
 async function rejects(bytes: Uint8Array, message: RegExp): Promise<void> {
   const { path, result } = await parse(bytes);
@@ -70,20 +95,45 @@ describe('readGguf rejects damaged files with a clear error', () => {
     }
   });
 
-  it('never fails with anything but a GgufFormatError under random byte damage', async () => {
+  it('under random byte damage either rejects the file or reads exactly the damaged bytes', async () => {
     const rng = createRng(7);
+    let rejected = 0;
+    let accepted = 0;
     for (let i = 0; i < 300; i++) {
       const bytes = Buffer.from(good);
       const at = rng.int(0, headerEnd - 1);
       bytes[at] = rng.int(0, 255);
       if (i % 3 === 0) bytes[rng.int(0, headerEnd - 1)] = 0xff;
+      if (bytes.equals(good)) continue;
       const { result } = await parse(bytes);
-      const err = await result.then(
-        () => undefined,
-        (e: unknown) => e,
+      const outcome = await result.then(
+        (file) => ({ file }),
+        (error: unknown) => ({ error }),
       );
-      if (err !== undefined && !(err instanceof GgufFormatError)) throw new Error(`damage at ${at}: ${String(err)}`);
+      if ('error' in outcome) {
+        if (!(outcome.error instanceof GgufFormatError)) throw new Error(`damage at ${at}: ${String(outcome.error)}`);
+        rejected++;
+        continue;
+      }
+      // Accepted: writing back what was read must give the damaged bytes again, so nothing the
+      // damage touched was skipped, misread or silently repaired.
+      const mismatch = await reencodingMismatch(outcome.file, bytes);
+      expect(mismatch, `damage at ${at} was accepted but read differently`).toBeUndefined();
+      accepted++;
     }
+    // Both outcomes occur with this seed, so neither branch above is dead.
+    expect(rejected).toBeGreaterThan(100);
+    expect(accepted).toBeGreaterThan(10);
+  });
+
+  it('the damage check itself sees a value read differently from its bytes', async () => {
+    // A parse whose score differs from the file's bytes, as a reader that misread a float would give.
+    const { result } = await parse(good);
+    const file = (await result) as GgufFile;
+    const misread = new Map(file.metadata);
+    misread.set('tokenizer.ggml.scores', [0, 0, 0, -2]);
+    expect(await reencodingMismatch({ ...file, metadata: misread }, good)).toMatch(/^byte \d+/);
+    expect(await reencodingMismatch(file, good)).toBeUndefined();
   });
 
   const cases: [string, () => RawGguf, RegExp][] = [
