@@ -38,7 +38,7 @@ afterAll(async () => {
 });
 
 let n = 0;
-async function parse(bytes: Uint8Array): Promise<{ path: string; result: Promise<unknown> }> {
+async function parse(bytes: Uint8Array): Promise<{ path: string; result: Promise<GgufFile> }> {
   const path = join(dir, `case-${n++}.gguf`);
   await writeFile(path, bytes);
   return { path, result: readGguf(path) };
@@ -129,7 +129,7 @@ describe('readGguf rejects damaged files with a clear error', () => {
   it('the damage check itself sees a value read differently from its bytes', async () => {
     // A parse whose score differs from the file's bytes, as a reader that misread a float would give.
     const { result } = await parse(good);
-    const file = (await result) as GgufFile;
+    const file = await result;
     const misread = new Map(file.metadata);
     misread.set('tokenizer.ggml.scores', [0, 0, 0, -2]);
     expect(await reencodingMismatch({ ...file, metadata: misread }, good)).toMatch(/^byte \d+/);
