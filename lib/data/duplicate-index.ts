@@ -12,6 +12,7 @@
 import { closeSync, mkdirSync, openSync, readFileSync, readSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { BufferedFileWriter } from './buffered-file.js';
+import type { EventLoopTurns } from './event-loop-turn.js';
 import { compactSimilarity } from './minhash.js';
 
 const EMPTY = 0xffffffff;
@@ -144,13 +145,15 @@ export class DuplicateIndex {
     }
   }
 
-  finish(): DuplicateResult {
+  /** Resolves duplicates; `turns` gives the event loop a turn between partitions. */
+  async finish(turns?: EventLoopTurns): Promise<DuplicateResult> {
     for (const w of [...this.exactWriters, ...this.bandWriters]) w.close();
     this.signatures?.close();
     const sets = new UnionFind(this.count);
     const exact = new Uint8Array(this.count);
     // Exact keys first, so near verification skips pairs already joined.
     for (let p = 0; p < this.partitions; p++) {
+      await turns?.take();
       forEachCollision(join(this.dir, `exact-${p}.u32`), (first, record) => {
         exact[record] = 1;
         sets.union(first, record);
@@ -163,6 +166,7 @@ export class DuplicateIndex {
       const signatureOf = this.signatureReader(near.signatureBytes);
       try {
         for (let p = 0; p < this.partitions; p++) {
+          await turns?.take();
           forEachCollision(join(this.dir, `band-${p}.u32`), (first, record) => {
             if (sets.find(first) === sets.find(record)) return;
             nearCandidates++;

@@ -26,8 +26,9 @@ import { TemplateSpanError } from '../tokenizer/span-render.js';
 import { planEpoch, planStats, batchPlanOptionsSchema } from './batch-plan.js';
 import { BufferedFileWriter, SequentialFileReader } from './buffered-file.js';
 import { hashNormalized, normalizedContent } from './content-hash.js';
-import { DUPLICATE_STATUS, DuplicateIndex } from './duplicate-index.js';
+import { DUPLICATE_STATUS, DuplicateIndex, type DuplicateResult } from './duplicate-index.js';
 import { carriesExtraWeight, EMIT_FORMATS, emitRecord, spillRecord, unspillRecord, type EmitFormat } from './emit.js';
+import { EventLoopTurns } from './event-loop-turn.js';
 import { formatRejection, StrictModeError, type Rejection, type RejectionReason } from './errors.js';
 import { fieldMappingSchema, resolveFieldMapping } from './field-mapping.js';
 import { formatChooser } from './format-overrides.js';
@@ -38,7 +39,7 @@ import { bandKeys, compactSignature, lshParams, minhashSignature, NUM_PERM } fro
 import { QualityJoin } from './quality-join.js';
 import { RECORD_FORMATS, messageCount, type DataRecord, type RecordFormat } from './record.js';
 import { readInputRecords } from './record-reader.js';
-import { LengthHistogram, MAX_EXAMPLES, qualityBin, type PrepareReport } from './report.js';
+import { LengthHistogram, MAX_EXAMPLES, qualityBin, reportTotals, type PrepareReport } from './report.js';
 import { SplitShardWriter } from './shard-writer.js';
 import { assignSplit, DEFAULT_SPLIT_FRACTIONS, SPLITS, splitFractionsSchema, type SplitName } from './split.js';
 
@@ -178,6 +179,7 @@ export async function prepareDataset(input: PrepareOptionsInput, hooks: PrepareH
     : undefined;
   if (lsh) report.duplicates.nearDetection = { threshold: opts.nearDuplicateThreshold!, acceptAt: lsh.acceptAt, bands: lsh.bands, rows: lsh.rows, permutations: NUM_PERM };
   const row = new DataView(new ArrayBuffer(ROW_BYTES));
+  const turns = new EventLoopTurns();
   const qualityJoin = new QualityJoin();
   const sources: Manifest['sources'] = [];
   let candidates = 0;
@@ -202,6 +204,7 @@ export async function prepareDataset(input: PrepareOptionsInput, hooks: PrepareH
     };
     for await (const outcome of readInputRecords(file, { mapping, reasoning: opts.reasoning, onRawChunk, ...(opts.maxLineBytes ? { maxLineBytes: opts.maxLineBytes } : {}) })) {
       report.lines++;
+      await turns.take();
       if (outcome.kind === 'blank') {
         report.blankLines++;
         continue;
@@ -291,60 +294,9 @@ export async function prepareDataset(input: PrepareOptionsInput, hooks: PrepareH
   spillOut?.close();
   rejections.close();
 
-  const dup = dupes?.finish();
+  const dup = await dupes?.finish(turns);
   if (dup) Object.assign(report.duplicates, { nearCandidates: dup.nearCandidates, nearAccepted: dup.nearAccepted });
-  const writers = Object.fromEntries(SPLITS.map((s) => [s, new SplitShardWriter(opts.outDir, s, opts.shardTokens)])) as Record<SplitName, SplitShardWriter>;
-  const lengths = new LengthHistogram(opts.maxSeqLength);
-  const trainLengths: number[] = [];
-  const emitWriters = opts.emit.length > 0 ? openEmitWriters(opts.outDir, opts.emit) : undefined;
-  const spillLines = spillOut ? readJsonlLines(join(tmp, 'records.jsonl'))[Symbol.asyncIterator]() : undefined;
-  const locate = locator(inputs, tmp);
-
-  const tokensIn = new SequentialFileReader(join(tmp, 'all.tokens.i32'));
-  const maskIn = new SequentialFileReader(join(tmp, 'all.mask.u8'));
-  const rowsIn = new SequentialFileReader(join(tmp, 'rows.bin'));
-  const rowBytes = new Uint8Array(row.buffer);
-  for (let i = 0; i < candidates; i++) {
-    rowsIn.readInto(rowBytes);
-    const length = row.getUint32(0, true);
-    const spilled = spillLines ? await spillLines.next() : undefined;
-    const status = dup?.status[i] ?? DUPLICATE_STATUS.unique;
-    if (status !== DUPLICATE_STATUS.unique) {
-      tokensIn.skip(length * 4);
-      maskIn.skip(length);
-      const kind = status === DUPLICATE_STATUS.exact ? 'exact' : 'near';
-      report.duplicates[kind]++;
-      if (report.duplicates.examples.length < MAX_EXAMPLES) report.duplicates.examples.push({ kind, removed: locate(i), kept: locate(dup!.keptAs[i]!) });
-      continue;
-    }
-    const ids = new Int32Array(length);
-    tokensIn.readInto(new Uint8Array(ids.buffer));
-    const mask = new Uint8Array(length);
-    maskIn.readInto(mask);
-    const split = SPLITS[row.getUint8(16)]!;
-    writers[split].append(ids, mask);
-    lengths.add(length);
-    if (split === 'train' && trainLengths.length < BATCHING_SAMPLE) trainLengths.push(length);
-    const turns = String(row.getUint16(18, true));
-    report.turnsPerConversation[turns] = (report.turnsPerConversation[turns] ?? 0) + 1;
-    if (emitWriters && spilled && !spilled.done && spilled.value.kind === 'line') {
-      const { body, quality } = unspillRecord(spilled.value.text);
-      for (const f of opts.emit) {
-        const obj = emitRecord(body, f, quality);
-        if (obj) {
-          emitWriters.get(`${split}.${f}`)!.write(Buffer.from(`${JSON.stringify(obj)}\n`));
-          report.emitted[f] = (report.emitted[f] ?? 0) + 1;
-          if (carriesExtraWeight(body, f)) report.emittedWithExtraWeight[f] = (report.emittedWithExtraWeight[f] ?? 0) + 1;
-        } else report.notRepresentable[f] = (report.notRepresentable[f] ?? 0) + 1;
-      }
-    }
-  }
-  tokensIn.close();
-  maskIn.close();
-  rowsIn.close();
-  locate.close();
-  for (const w of emitWriters?.values() ?? []) w.close();
-  const splits = Object.fromEntries(SPLITS.map((s) => [s, writers[s].finish()])) as Manifest['splits'];
+  const { splits, lengths, trainLengths } = await writeSurvivors({ opts, report, inputs, tmp, candidates, dup, spilled: spillOut !== undefined, turns });
   rmSync(tmp, { recursive: true, force: true });
 
   const tokenizerDir = writeTokenizerCopy(opts.outDir, model);
@@ -382,6 +334,7 @@ export async function prepareDataset(input: PrepareOptionsInput, hooks: PrepareH
   report.bytes = totalBytes;
   report.tokenLength = lengths.summary();
   for (const s of SPLITS) report.splits[s] = { records: splits[s].records, tokens: splits[s].tokens, trainedTokens: splits[s].trainedTokens };
+  report.totals = reportTotals(report);
   report.batching = batchingFigures(trainLengths, opts.reportBatchSize, opts.maxSeqLength);
   report.elapsedSeconds = (performance.now() - started) / 1000;
   const parsed = Object.values(report.recordsByFormat).reduce((a, b) => a + b, 0);
@@ -391,6 +344,80 @@ export async function prepareDataset(input: PrepareOptionsInput, hooks: PrepareH
   writeFileSync(join(opts.outDir, MANIFEST_FILE), `${JSON.stringify(manifest, null, 2)}\n`);
   writeFileSync(join(opts.outDir, 'report.json'), `${JSON.stringify(report, null, 2)}\n`);
   return { manifest, report };
+}
+
+interface SurvivorPass {
+  opts: PrepareOptions;
+  report: PrepareReport;
+  inputs: InputFile[];
+  tmp: string;
+  candidates: number;
+  dup: DuplicateResult | undefined;
+  /** Whether pass 1 spilled the records for --emit. */
+  spilled: boolean;
+  turns: EventLoopTurns;
+}
+
+/**
+ * Pass 2: reads the spilled candidates back in order, counts the duplicates and copies every
+ * survivor into its split's shards (and the --emit files), filling the report's histograms.
+ */
+async function writeSurvivors({ opts, report, inputs, tmp, candidates, dup, spilled, turns }: SurvivorPass) {
+  const writers = Object.fromEntries(SPLITS.map((s) => [s, new SplitShardWriter(opts.outDir, s, opts.shardTokens)])) as Record<SplitName, SplitShardWriter>;
+  const lengths = new LengthHistogram(opts.maxSeqLength);
+  const trainLengths: number[] = [];
+  const emitWriters = opts.emit.length > 0 ? openEmitWriters(opts.outDir, opts.emit) : undefined;
+  const spillLines = spilled ? readJsonlLines(join(tmp, 'records.jsonl'))[Symbol.asyncIterator]() : undefined;
+  const locate = locator(inputs, tmp);
+  const tokensIn = new SequentialFileReader(join(tmp, 'all.tokens.i32'));
+  const maskIn = new SequentialFileReader(join(tmp, 'all.mask.u8'));
+  const rowsIn = new SequentialFileReader(join(tmp, 'rows.bin'));
+  const row = new DataView(new ArrayBuffer(ROW_BYTES));
+  const rowBytes = new Uint8Array(row.buffer);
+  for (let i = 0; i < candidates; i++) {
+    await turns.take();
+    rowsIn.readInto(rowBytes);
+    const length = row.getUint32(0, true);
+    const spilledLine = spillLines ? await spillLines.next() : undefined;
+    const status = dup?.status[i] ?? DUPLICATE_STATUS.unique;
+    if (status !== DUPLICATE_STATUS.unique) {
+      tokensIn.skip(length * 4);
+      maskIn.skip(length);
+      const kind = status === DUPLICATE_STATUS.exact ? 'exact' : 'near';
+      report.duplicates[kind]++;
+      if (report.duplicates.examples.length < MAX_EXAMPLES) report.duplicates.examples.push({ kind, removed: locate(i), kept: locate(dup!.keptAs[i]!) });
+      continue;
+    }
+    const ids = new Int32Array(length);
+    tokensIn.readInto(new Uint8Array(ids.buffer));
+    const mask = new Uint8Array(length);
+    maskIn.readInto(mask);
+    const split = SPLITS[row.getUint8(16)]!;
+    writers[split].append(ids, mask);
+    lengths.add(length);
+    if (split === 'train' && trainLengths.length < BATCHING_SAMPLE) trainLengths.push(length);
+    const turnCount = String(row.getUint16(18, true));
+    report.turnsPerConversation[turnCount] = (report.turnsPerConversation[turnCount] ?? 0) + 1;
+    if (emitWriters && spilledLine && !spilledLine.done && spilledLine.value.kind === 'line') emitOne(opts.emit, unspillRecord(spilledLine.value.text), split, emitWriters, report);
+  }
+  tokensIn.close();
+  maskIn.close();
+  rowsIn.close();
+  locate.close();
+  for (const w of emitWriters?.values() ?? []) w.close();
+  const splits = Object.fromEntries(SPLITS.map((s) => [s, writers[s].finish()])) as Manifest['splits'];
+  return { splits, lengths, trainLengths };
+}
+
+function emitOne(formats: EmitFormat[], { body, quality }: ReturnType<typeof unspillRecord>, split: SplitName, writers: Map<string, BufferedFileWriter>, report: PrepareReport): void {
+  for (const f of formats) {
+    const obj = emitRecord(body, f, quality);
+    if (obj) {
+      writers.get(`${split}.${f}`)!.write(Buffer.from(`${JSON.stringify(obj)}\n`));
+      report.emitted[f] = (report.emitted[f] ?? 0) + 1;
+      if (carriesExtraWeight(body, f)) report.emittedWithExtraWeight[f] = (report.emittedWithExtraWeight[f] ?? 0) + 1;
+    } else report.notRepresentable[f] = (report.notRepresentable[f] ?? 0) + 1;
+  }
 }
 
 function emptyReport(maxSeqLength: number): PrepareReport {
@@ -404,6 +431,7 @@ function emptyReport(maxSeqLength: number): PrepareReport {
     errors: {},
     filtered: {},
     rejectionExamples: [],
+    totals: { rejected: 0, filtered: 0, duplicates: 0, kept: 0 },
     quality: { scored: 0, unscored: 0, histogram: new Array<number>(10).fill(0), metricsRead: 0, metricsWithoutScore: 0, metricsJoined: 0, metricsUnmatched: 0 },
     length: { maxSeqLength, truncated: 0, truncatedAway: 0, dropped: 0 },
     duplicates: { exact: 0, near: 0, nearDetection: null, nearCandidates: 0, nearAccepted: 0, examples: [] },

@@ -17,6 +17,12 @@ export interface PrepareReport {
   filtered: Partial<Record<RejectionReason, number>>;
   /** The first rejections as `file:line: reason: message`; all of them are in rejections.jsonl. */
   rejectionExamples: string[];
+  /**
+   * The detailed counters summed: every non-blank line that is not a quality_metrics line is
+   * exactly one of rejected (the sum of `errors`), filtered (of `filtered`), duplicates (exact +
+   * near) or kept (records written, all splits).
+   */
+  totals: { rejected: number; filtered: number; duplicates: number; kept: number };
   quality: {
     scored: number;
     unscored: number;
@@ -118,8 +124,24 @@ function nearDetection(d: PrepareReport['duplicates']): string {
   return ` (Jaccard ≥ ${n.threshold}: ${n.bands}×${n.rows} LSH bands, ${d.nearCandidates} candidate pairs checked, ${d.nearAccepted} accepted)`;
 }
 
+function sum(obj: Record<string, number | undefined>): number {
+  return Object.values(obj).reduce<number>((a, b) => a + (b ?? 0), 0);
+}
+
+/** `totals` from the detailed counters, once they are final. */
+export function reportTotals(r: Pick<PrepareReport, 'errors' | 'filtered' | 'duplicates' | 'splits'>): PrepareReport['totals'] {
+  return {
+    rejected: sum(r.errors),
+    filtered: sum(r.filtered),
+    duplicates: r.duplicates.exact + r.duplicates.near,
+    kept: r.splits.train.records + r.splits.valid.records + r.splits.test.records,
+  };
+}
+
 export function formatReport(r: PrepareReport): string {
+  const t = r.totals;
   const lines = [
+    `Totals: ${t.kept} records kept, ${t.rejected} rejected (bad lines), ${t.filtered} filtered out, ${t.duplicates} duplicates removed`,
     `Read ${r.files} file(s), ${r.lines} lines (${r.blankLines} blank), ${(r.bytes / 1e6).toFixed(1)} MB in ${r.elapsedSeconds.toFixed(1)} s ` +
       `(${Math.round(r.recordsPerSecond)} records/s, ${r.megabytesPerSecond.toFixed(1)} MB/s)`,
     `Records by format: ${counts(r.recordsByFormat)}`,

@@ -14,7 +14,7 @@ const chat = (q: string, a: string): RecordBody => ({ kind: 'chat', messages: [{
 const LONG = Array.from({ length: 60 }, (_, i) => `word${i % 23} item${i}`).join(' ');
 
 describe('duplicates', () => {
-  it('exact duplicates ignore whitespace differences; near duplicates are found by MinHash LSH', () => {
+  it('exact duplicates ignore whitespace differences; near duplicates are found by MinHash LSH', async () => {
     const bodies = [chat('Q', LONG), chat('Q', `  ${LONG.replace(/ /g, '   ')} `), chat('Q', LONG.replace('item30', 'thing30')), chat('Q', 'something else entirely, unrelated')];
     const lsh = lshParams(0.85);
     const index = new DuplicateIndex(tempDir('mlxq-dd-'), { near: { signatureBytes: NUM_PERM, acceptAt: lsh.acceptAt } });
@@ -23,7 +23,7 @@ describe('duplicates', () => {
       const sig = minhashSignature(b.kind === 'chat' ? b.messages.map((m) => m.content).join(' ') : b.text);
       index.add(i, h.exactHi, h.exactLo, { bands: bandKeys(sig, lsh), signature: compactSignature(sig) });
     });
-    const { status, keptAs } = index.finish();
+    const { status, keptAs } = await index.finish();
     expect(Array.from(status)).toEqual([0, 1, 2, 0]);
     expect(Array.from(keptAs)).toEqual([0, 0, 0, 3]);
   });

@@ -26,7 +26,7 @@ function pairAt(j: number, rng: Rng): [Uint32Array, Uint32Array] {
 }
 
 /** Fraction of `count` independent pairs at Jaccard j that the index marks as near duplicates. */
-function mergedFraction(threshold: number, j: number, count: number, seed: number): number {
+async function mergedFraction(threshold: number, j: number, count: number, seed: number): Promise<number> {
   const lsh = lshParams(threshold);
   const index = new DuplicateIndex(tempDir('mlxq-near-'), { near: { signatureBytes: NUM_PERM, acceptAt: lsh.acceptAt } });
   const rng = createRng(seed);
@@ -37,7 +37,7 @@ function mergedFraction(threshold: number, j: number, count: number, seed: numbe
       index.add(2 * i + k, 2 * i + k, 0x5eed, { bands: bandKeys(sig, lsh), signature: compactSignature(sig) });
     }
   }
-  const { status, keptAs } = index.finish();
+  const { status, keptAs } = await index.finish();
   let merged = 0;
   for (let i = 0; i < count; i++) {
     expect(status[2 * i]).toBe(DUPLICATE_STATUS.unique); // never joined to another pair's record
@@ -50,22 +50,22 @@ function mergedFraction(threshold: number, j: number, count: number, seed: numbe
 }
 
 describe('near duplicates at known Jaccard similarity', () => {
-  it.each([0.85, 0.7, 0.95])('threshold %s: found above it, kept apart below it', (t) => {
+  it.each([0.85, 0.7, 0.95])('threshold %s: found above it, kept apart below it', async (t) => {
     const at = (delta: number, seed: number) => mergedFraction(t, Math.min(1, t + delta), 400, seed);
-    expect(at(0.05, 1)).toBeGreaterThanOrEqual(0.98);
-    expect(at(0.02, 2)).toBeGreaterThanOrEqual(0.9);
+    expect(await at(0.05, 1)).toBeGreaterThanOrEqual(0.98);
+    expect(await at(0.02, 2)).toBeGreaterThanOrEqual(0.9);
     // The estimate's spread is ~0.03 at mid similarities, so pairs 0.05 below are not all told apart.
-    expect(at(-0.05, 3)).toBeLessThanOrEqual(0.3);
-    expect(at(-0.1, 4)).toBeLessThanOrEqual(0.02);
-    expect(mergedFraction(t, 0.3, 400, 5)).toBe(0);
+    expect(await at(-0.05, 3)).toBeLessThanOrEqual(0.3);
+    expect(await at(-0.1, 4)).toBeLessThanOrEqual(0.02);
+    expect(await mergedFraction(t, 0.3, 400, 5)).toBe(0);
   });
 
-  it('the default threshold is caught 9 times in 10 at +0.02, where 4 bands × 16 rows without verification caught 56% at 0.9', () => {
+  it('the default threshold is caught 9 times in 10 at +0.02, where 4 bands × 16 rows without verification caught 56% at 0.9', async () => {
     const p = lshParams(0.85);
     expect(p.bands * p.rows).toBeLessThanOrEqual(NUM_PERM);
     expect(p.acceptAt).toBeLessThanOrEqual(0.85);
     expect(p.acceptAt).toBeGreaterThan(0.82);
-    expect(mergedFraction(0.85, 0.9, 400, 6)).toBeGreaterThanOrEqual(0.99);
+    expect(await mergedFraction(0.85, 0.9, 400, 6)).toBeGreaterThanOrEqual(0.99);
   });
 
   it('signatures estimate Jaccard without bias, with the spread 256 permutations allow', () => {
