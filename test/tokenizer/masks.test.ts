@@ -213,7 +213,6 @@ describe.each(CASES)('template $template, $vocab vocabulary', (c) => {
         { role: 'assistant', content: A2 },
       ],
     };
-    if (c.template === 'alpaca') return; // one exchange only
     const run = (b: RecordBody, trainOn: TrainOn) => {
       const { ids, mask } = enc.encode(b, trainOn);
       return llamaRuns(llama[c.vocab], ids, mask);
