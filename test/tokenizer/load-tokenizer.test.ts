@@ -6,7 +6,8 @@
 import { createHash } from 'node:crypto';
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { beforeAll, describe, expect, it } from 'vitest';
+import { getLlama, LlamaLogLevel, readGgufFileInfo, type LlamaModel } from 'node-llama-cpp';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadModelTokenizer } from '../../lib/tokenizer/load-tokenizer.js';
 import { sentencePieceGguf } from '../fixtures/tokenizers/hf-to-gguf.js';
 import { chatmlLlama2Files, llama3Files } from '../fixtures/tokenizers/real-tokenizers.js';
@@ -26,7 +27,13 @@ function addBlob(bytes: Buffer): { digest: string; size: number } {
   return { digest: `sha256:${hex}`, size: bytes.length };
 }
 
-beforeAll(() => {
+const CHATML_TURN = '<|im_start|>user\nHi<|im_end|>';
+let llamaCpp: LlamaModel;
+
+/** llama.cpp's ids for text, special tokens parsed, no BOS: what our encode() must give. */
+const llamaCppIds = (model: LlamaModel, text: string): number[] => Array.from(model.tokenize(text, true), Number);
+
+beforeAll(async () => {
   writeFileSync(withTemplate, encodeVocabGguf(sentencePieceGguf(chatmlLlama2Files(), BUILTIN_TEMPLATES.chatml)));
   const bare = encodeVocabGguf(sentencePieceGguf(chatmlLlama2Files()));
   writeFileSync(noTemplate, bare);
@@ -48,6 +55,12 @@ beforeAll(() => {
   const files = llama3Files();
   writeFileSync(join(hf, 'tokenizer.json'), JSON.stringify(files.tokenizer));
   writeFileSync(join(hf, 'tokenizer_config.json'), JSON.stringify(files.config));
+  // A vocab-only file has no tensors; llama.cpp logs that as an error but keeps the vocabulary.
+  const llama = await getLlama({ gpu: false, build: 'never', logLevel: LlamaLogLevel.disabled });
+  llamaCpp = await llama.loadModel({ modelPath: withTemplate, vocabOnly: true });
+}, 120_000);
+afterAll(async () => {
+  await llamaCpp?.dispose();
 });
 
 describe('loadModelTokenizer', () => {
@@ -55,16 +68,32 @@ describe('loadModelTokenizer', () => {
     const m = await loadModelTokenizer(withTemplate);
     expect(m.kind).toBe('gguf');
     expect(m.template.source).toBe(BUILTIN_TEMPLATES.chatml);
-    expect([m.tokenizer.bosId, m.tokenizer.eosId, m.tokenizer.eosToken]).toEqual([1, 32000, '<|im_end|>']);
-    // ▁user, <0x0A>, Hi: the ids llama.cpp gives for this text (parity.test.ts checks that text too).
-    expect(Array.from(m.tokenizer.encode('<|im_start|>user\nHi<|im_end|>'))).toEqual([32001, 2188, 13, 23809, 32000]);
+    // Special tokens and ids as llama.cpp reads the same file.
+    const eos = llamaCpp.tokens.eos!;
+    expect([m.tokenizer.bosId, m.tokenizer.eosId, m.tokenizer.eosToken]).toEqual([llamaCpp.tokens.bos, eos, llamaCpp.detokenize([eos], true)]);
+    expect(m.tokenizer.eosToken).toBe('<|im_end|>');
+    const ids = llamaCppIds(llamaCpp, CHATML_TURN);
+    // <|im_start|>, ▁user, <0x0A>, Hi, <|im_end|>: special tokens and a byte-fallback newline.
+    expect(ids).toHaveLength(5);
+    expect(Array.from(m.tokenizer.encode(CHATML_TURN))).toEqual(ids);
   });
 
   it('an Ollama name resolves to its GGUF blob; a ChatML Go template maps to the chatml built-in', async () => {
     const m = await loadModelTokenizer('dolphin-mistral:7b', { ollamaModelsDir: store });
     expect(m.kind).toBe('ollama');
     expect(m.template.name).toBe('chatml');
+    // The blob the manifest names is the vocabulary read: same size (by node-llama-cpp's GGUF
+    // parser) and the same ids as llama.cpp on that blob.
+    const blob = await readGgufFileInfo(m.vocabPath, { ignoreKeys: [] });
+    expect(m.tokenizer.vocabSize).toBe(blob.metadata.tokenizer.ggml.tokens.length);
     expect(m.tokenizer.vocabSize).toBe(32002);
+    const llama = await getLlama({ gpu: false, build: 'never', logLevel: LlamaLogLevel.disabled });
+    const fromBlob = await llama.loadModel({ modelPath: m.vocabPath, vocabOnly: true });
+    try {
+      expect(Array.from(m.tokenizer.encode(CHATML_TURN))).toEqual(llamaCppIds(fromBlob, CHATML_TURN));
+    } finally {
+      await fromBlob.dispose();
+    }
   });
 
   it('a GGUF without a template needs --template, and says so', async () => {
