@@ -4,6 +4,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { expect, it } from 'vitest';
 import { CheckpointStore } from '../../lib/train/checkpoint-store.js';
+import { TEST_SEED_ENV, testSeed } from '../helpers/test-seed.js';
 import { PATTERN_FILES, patternBytes } from './fixtures/checkpoint-pattern.js';
 import { tempDirs } from './fixtures/temp-dirs.js';
 
@@ -45,9 +46,17 @@ function delays(seed: number, count: number, maxMs: number): number[] {
   });
 }
 
+it(`${TEST_SEED_ENV} replays a kill schedule`, () => {
+  const seed = testSeed('checkpoint-kill (replay check)', { [TEST_SEED_ENV]: '424242' });
+  expect(seed).toBe(424242);
+  expect(delays(seed, KILLS, 60)).toEqual(delays(424242, KILLS, 60));
+  expect(delays(seed, KILLS, 60)).not.toEqual(delays(seed + 1, KILLS, 60));
+  expect(() => testSeed('checkpoint-kill', { [TEST_SEED_ENV]: 'soon' })).toThrow(/MLX_QLORA_TEST_SEED="soon": expected a non-negative integer/);
+});
+
 it(`survives ${KILLS} SIGKILLs at random moments of checkpoint writing`, async () => {
   const dir = path.join(await makeTempDir(), 'checkpoints');
-  const seed = Date.now() % 1_000_003;
+  const seed = testSeed('checkpoint-kill');
   const schedule = delays(seed, KILLS, 60);
   let committed = 0;
   let killedMidWrite = 0;
