@@ -194,6 +194,12 @@ export interface NativeAddon {
   loadSafetensors(path: string): Promise<{ tensors: Record<string, NativeTensor>; metadata: Record<string, string> }>;
   saveSafetensors(path: string, tensors: Record<string, NativeTensor>, metadata?: Record<string, string>): Promise<void>;
   tensorFromFile(path: string, offset: number, length: number, dtype: DType, shape: number[]): Promise<NativeTensor>;
+  /**
+   * A dense 1-D or 2-D tensor ([rows, row length], row-major) as the bytes of a GGUF tensor type
+   * (F32, F16, BF16, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q4_K, Q5_K, Q6_K), equal to llama.cpp's reference
+   * quantizers. Encoded off the MLX thread on `threads` threads (default: the hardware's count).
+   */
+  ggufEncode(t: NativeTensor, type: string, threads?: number): Promise<Uint8Array>;
 }
 
 const packageRoot = join(dirname(fileURLToPath(import.meta.url)), '..');

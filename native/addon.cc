@@ -12,6 +12,7 @@
 #include "model/model_wrap.h"
 #include "ops.h"
 #include "process_exit.h"
+#include "quant/gguf_encode.h"
 #include "tensor.h"
 
 namespace mlxq {
@@ -32,6 +33,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   init_device(env, exports);
   init_io(env, exports);
   init_model(env, exports);
+  init_gguf_encode(env, exports);
   // A constant string: no arrays, so reading it here breaks no threading rule.
   String version(mlx_string_new());
   check(mlx_version(version.out()), "mlx_version");

@@ -1,0 +1,63 @@
+#include "block_types.h"
+
+#include <cstring>
+#include <stdexcept>
+
+#include "float_bits.h"
+
+namespace mlxq::quant {
+namespace {
+
+constexpr BlockTypeInfo kTypes[] = {
+    {BlockType::F32, "F32", 0, 1, 4},       {BlockType::F16, "F16", 1, 1, 2},
+    {BlockType::BF16, "BF16", 30, 1, 2},    {BlockType::Q4_0, "Q4_0", 2, 32, 18},
+    {BlockType::Q4_1, "Q4_1", 3, 32, 20},   {BlockType::Q5_0, "Q5_0", 6, 32, 22},
+    {BlockType::Q5_1, "Q5_1", 7, 32, 24},   {BlockType::Q8_0, "Q8_0", 8, 32, 34},
+    {BlockType::Q4_K, "Q4_K", 12, 256, 144}, {BlockType::Q5_K, "Q5_K", 13, 256, 176},
+    {BlockType::Q6_K, "Q6_K", 14, 256, 210},
+};
+
+void encode_f16(const float* x, uint8_t* out, size_t n) {
+  for (size_t i = 0; i < n; ++i) store_u16(out + 2 * i, f32_to_f16(x[i]));
+}
+
+void encode_bf16(const float* x, uint8_t* out, size_t n) {
+  for (size_t i = 0; i < n; ++i) store_u16(out + 2 * i, f32_to_bf16(x[i]));
+}
+
+}  // namespace
+
+const BlockTypeInfo& block_type_by_name(const std::string& name) {
+  std::string upper = name;
+  for (char& c : upper) c = static_cast<char>(c >= 'a' && c <= 'z' ? c - 'a' + 'A' : c);
+  std::string known;
+  for (const auto& info : kTypes) {
+    if (upper == info.name) return info;
+    known += known.empty() ? "" : ", ";
+    known += info.name;
+  }
+  throw std::invalid_argument("GGUF type '" + name + "' cannot be encoded (supported: " + known + ")");
+}
+
+size_t encoded_bytes(const BlockTypeInfo& info, size_t rows, size_t cols) {
+  return rows * (cols / info.block_elements) * info.block_bytes;
+}
+
+void encode_values(BlockType type, const float* src, size_t count, uint8_t* dst) {
+  switch (type) {
+    case BlockType::F32: std::memcpy(dst, src, count * sizeof(float)); return;
+    case BlockType::F16: encode_f16(src, dst, count); return;
+    case BlockType::BF16: encode_bf16(src, dst, count); return;
+    case BlockType::Q4_0: encode_q4_0(src, dst, count / 32); return;
+    case BlockType::Q4_1: encode_q4_1(src, dst, count / 32); return;
+    case BlockType::Q5_0: encode_q5_0(src, dst, count / 32); return;
+    case BlockType::Q5_1: encode_q5_1(src, dst, count / 32); return;
+    case BlockType::Q8_0: encode_q8_0(src, dst, count / 32); return;
+    case BlockType::Q4_K: encode_q4_k(src, dst, count / 256); return;
+    case BlockType::Q5_K: encode_q5_k(src, dst, count / 256); return;
+    case BlockType::Q6_K: encode_q6_k(src, dst, count / 256); return;
+  }
+  throw std::logic_error("unhandled GGUF block type");
+}
+
+}  // namespace mlxq::quant
