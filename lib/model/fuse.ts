@@ -5,8 +5,11 @@
  */
 import { copyFile, mkdir, readFile, rename, stat, writeFile } from 'node:fs/promises';
 import { basename, dirname, join, resolve } from 'node:path';
+import { readGguf } from '../gguf/reader.js';
 import { saveSafetensors } from '../io/safetensors.js';
 import { astype, disposeAll, tensor, toTypedArray, type DType, type Tensor } from '../tensor.js';
+import { BUILTIN_TEMPLATES, builtinForOllamaTemplate } from '../tokenizer/builtin-templates.js';
+import { tokenizerFromGguf } from '../tokenizer/gguf-vocab.js';
 import { replaceFolderAtomically } from '../train/atomic-folder.js';
 import type { Architecture } from './architecture.js';
 import type { LoadedModel } from './load-model.js';
@@ -111,6 +114,21 @@ async function fusedConfig(model: LoadedModel, dtype: DType): Promise<Record<str
 }
 
 /**
+ * A GGUF base carries its vocabulary in its metadata: tokenizer.json and tokenizer_config.json
+ * (special tokens, add_bos, chat template) are built from it so the fused folder is complete. An
+ * Ollama model without tokenizer.chat_template gets the built-in template its Go template matches.
+ */
+async function writeTokenizerFromGguf(source: LoadedModel['source'], dir: string): Promise<void> {
+  const { tokenizer, config } = tokenizerFromGguf(await readGguf(source.path));
+  if (config.chat_template === undefined && source.kind === 'ollama' && source.ollama.template) {
+    const builtin = builtinForOllamaTemplate(source.ollama.template);
+    if (builtin) config.chat_template = BUILTIN_TEMPLATES[builtin];
+  }
+  await writeFile(join(dir, 'tokenizer.json'), `${JSON.stringify(tokenizer)}\n`);
+  await writeFile(join(dir, 'tokenizer_config.json'), `${JSON.stringify(config, null, 2)}\n`);
+}
+
+/**
  * Writes the fused model (LoRA enabled on `model` is what gets merged) into `outDir`, built in a
  * temporary sibling folder and swapped into place, so a failure leaves no half-written model.
  */
@@ -179,6 +197,8 @@ export async function writeFusedModel(model: LoadedModel, outDir: string, option
         const from = join(model.source.path, f);
         if (await stat(from).catch(() => undefined)) await copyFile(from, join(temp, f));
       }
+    } else {
+      await writeTokenizerFromGguf(model.source, temp);
     }
   });
   return { dir: target, files, tensors: names.length, bytes: total };

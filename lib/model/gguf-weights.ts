@@ -10,32 +10,11 @@ import { canDequantize } from '../gguf/dequantize.js';
 import { readTensorBytes, readTensorFloat32 } from '../gguf/tensor-data.js';
 import { tensorFromFile } from '../io/safetensors.js';
 import type { DType, NativeModel } from '../native.js';
+import { ggufToHfName } from '../gguf/tensor-names.js';
 import { tensor } from '../tensor.js';
 import { isRepackable, repackGguf } from './gguf-repack.js';
 
-const blockNames: Record<string, string> = {
-  attn_norm: 'input_layernorm',
-  ffn_norm: 'post_attention_layernorm',
-  attn_q: 'self_attn.q_proj',
-  attn_k: 'self_attn.k_proj',
-  attn_v: 'self_attn.v_proj',
-  attn_output: 'self_attn.o_proj',
-  ffn_gate: 'mlp.gate_proj',
-  ffn_up: 'mlp.up_proj',
-  ffn_down: 'mlp.down_proj',
-};
-
-/** The HF name of a llama.cpp tensor, or undefined for tensors the model recomputes. */
-export function ggufToHfName(name: string): string | undefined {
-  if (name === 'token_embd.weight') return 'model.embed_tokens.weight';
-  if (name === 'output_norm.weight') return 'model.norm.weight';
-  if (name === 'output.weight') return 'lm_head.weight';
-  if (name === 'rope_freqs.weight') return undefined;
-  const m = /^blk\.(\d+)\.(\w+)\.(weight|bias)$/.exec(name);
-  const part = m ? blockNames[m[2]!] : undefined;
-  if (!m || !part) throw new Error(`unexpected GGUF tensor '${name}' for a Llama-family model`);
-  return `model.layers.${m[1]}.${part}.${m[3]}`;
-}
+export { ggufToHfName } from '../gguf/tensor-names.js';
 
 const directTypes: Record<string, DType> = { F32: 'float32', F16: 'float16', BF16: 'bfloat16' };
 

@@ -1,0 +1,158 @@
+/**
+ * A model as a GGUF file llama.cpp and Ollama run: the base's weights read tensor by tensor from
+ * their files, an adapter merged in (W + scale·(A·B)ᵀ), HF-order Q/K rows put in llama.cpp's order,
+ * each tensor encoded in the type llama.cpp's quantizer would give it, and streamed into
+ * writeGguf, which plans the header from shapes alone and writes atomically. At any time the
+ * exporter holds one weight (and its delta while merging), never the model.
+ */
+import type { GgmlTypeName } from '../gguf/ggml-type.js';
+import { permuteRowsToGguf } from '../gguf/tensor-names.js';
+import { writeGguf, type GgufTensorInput, type WrittenGguf } from '../gguf/writer.js';
+import type { LoadedModel } from '../model/load-model.js';
+import { tensor, toTypedArray } from '../tensor.js';
+import { openAdapterMerge, type AdapterMerge } from './adapter-merge.js';
+import { modelMetadata } from './gguf-model-metadata.js';
+import { encodeTensor } from './quantize.js';
+import { fileTypeOf, tensorTypeFor, type GgufExportType } from './tensor-types.js';
+import { openResolvedSource, openWeightSource, type SourceTensor, type WeightSource } from './weight-stream.js';
+
+export interface GgufModelInput {
+  /** An HF folder, a .gguf file or an Ollama model name. */
+  readonly source: string;
+  /** An adapter folder (ours, mlx-lm's or PEFT's) to merge in. */
+  readonly adapter?: string;
+  readonly ollamaModelsDir?: string;
+}
+
+export interface GgufModelProgress {
+  /** The GGUF name of the tensor just written. */
+  tensor: string;
+  done: number;
+  total: number;
+  /** Tensor bytes written so far. */
+  bytes: number;
+}
+
+export interface GgufModelExportOptions {
+  type: GgufExportType;
+  /** general.name. */
+  name?: string;
+  /** Replaces the source's tokenizer.chat_template. */
+  chatTemplate?: string;
+  /** Threads for the block encoders. */
+  threads?: number;
+  onProgress?: (p: GgufModelProgress) => void;
+  signal?: AbortSignal;
+}
+
+const FLOAT_TYPES: ReadonlySet<string> = new Set(['F32', 'F16', 'BF16']);
+
+interface PlannedTensor {
+  readonly source: SourceTensor;
+  readonly type: GgmlTypeName;
+}
+
+function isLoadedModel(x: GgufModelInput | LoadedModel): x is LoadedModel {
+  return 'native' in x;
+}
+
+/**
+ * Writes the model GGUF at `outPath`. Given a source (and an adapter folder), weights stream from
+ * the files; given a LoadedModel, each weight is taken dense from it (with its enabled LoRA merged),
+ * which needs the whole model loaded and is kept for callers that already hold one.
+ */
+export async function writeGgufModel(input: GgufModelInput | LoadedModel, outPath: string, options: GgufModelExportOptions): Promise<WrittenGguf> {
+  options.signal?.throwIfAborted();
+  if (isLoadedModel(input)) return writeFromSource(fromLoadedModel(await openResolvedSource(input.source), input), undefined, outPath, options);
+  const source = await openWeightSource(input.source, input.ollamaModelsDir ? { ollamaModelsDir: input.ollamaModelsDir } : {});
+  const adapter = input.adapter === undefined ? undefined : await openAdapterMerge(input.adapter, source.architecture);
+  return writeFromSource(source, adapter, outPath, options);
+}
+
+/** The same tensor list, each read dense from the loaded model (GGUF-loaded weights are already in GGUF row order). */
+function fromLoadedModel(source: WeightSource, model: LoadedModel): WeightSource {
+  const tensors = source.tensors.map((t): SourceTensor => {
+    if (t.hfName === undefined) return t;
+    const hfName = t.hfName;
+    return {
+      ...t,
+      read: async () => {
+        const dense = await model.native.denseWeight(hfName, 'float32');
+        try {
+          return (await toTypedArray(dense)) as Float32Array;
+        } finally {
+          dense.dispose();
+        }
+      },
+    };
+  });
+  return { ...source, tensors };
+}
+
+function plan(source: WeightSource, adapter: AdapterMerge | undefined, type: GgufExportType): PlannedTensor[] {
+  const a = source.architecture;
+  const names = new Set(source.tensors.map((t) => t.hfName));
+  if (adapter) {
+    const stray = [...adapter.adapted].find((n) => !names.has(n));
+    if (stray !== undefined) throw new Error(`${adapter.file}: adapts '${stray}', which ${source.source.path} does not have (wrong base model?)`);
+  }
+  const model = { numLayers: a.numLayers, numHeads: a.numHeads, numKvHeads: a.numKvHeads };
+  return source.tensors.map((t) => ({ source: t, type: tensorTypeFor({ name: t.name, ne: [...t.shape].reverse() }, type, model) }));
+}
+
+async function writeFromSource(source: WeightSource, adapter: AdapterMerge | undefined, outPath: string, options: GgufModelExportOptions): Promise<WrittenGguf> {
+  const planned = plan(source, adapter, options.type);
+  const metadata = await modelMetadata(source, {
+    ...(options.name !== undefined ? { name: options.name } : {}),
+    ...(options.chatTemplate !== undefined ? { chatTemplate: options.chatTemplate } : {}),
+    fileType: fileTypeOf(options.type),
+    quantized: planned.some((p) => !FLOAT_TYPES.has(p.type)),
+  });
+  let bytes = 0;
+  const tensors: GgufTensorInput[] = planned.map((p, index) => ({
+    name: p.source.name,
+    shape: p.source.shape,
+    type: p.type,
+    data: async function* () {
+      options.signal?.throwIfAborted();
+      const encoded = await encodeOne(p, adapter, options.threads);
+      yield encoded;
+      bytes += encoded.byteLength;
+      options.onProgress?.({ tensor: p.source.name, done: index + 1, total: planned.length, bytes });
+    },
+  }));
+  return writeGguf(outPath, { metadata, tensors });
+}
+
+/**
+ * One tensor: read, put in GGUF row order, merged with its adapter delta, encoded. The sum is
+ * taken in JS (the same single f32 rounding as MLX's add) so MLX never holds the weight, its
+ * delta and their sum at once.
+ */
+async function encodeOne(p: PlannedTensor, adapter: AdapterMerge | undefined, threads: number | undefined): Promise<Uint8Array> {
+  const { source: t } = p;
+  try {
+    let values = await t.read();
+    if (t.permuteHeads !== undefined) values = permuteRowsToGguf(values, t.shape[0]!, t.permuteHeads);
+    const delta = t.hfName === undefined || adapter === undefined ? undefined : await adapter.delta(t.hfName);
+    if (delta) {
+      let d: Float32Array;
+      try {
+        d = (await toTypedArray(delta)) as Float32Array;
+      } finally {
+        delta.dispose();
+      }
+      if (d.length !== values.length) throw new Error(`the adapter's delta has ${d.length} values for ${values.length} weights`);
+      for (let i = 0; i < values.length; i++) values[i] = values[i]! + d[i]!;
+    }
+    const weight = await tensor(values, t.shape);
+    try {
+      return await encodeTensor(weight, p.type, threads !== undefined ? { threads } : {});
+    } finally {
+      weight.dispose();
+    }
+  } catch (error) {
+    const message = error instanceof Error ? error.message : String(error);
+    throw new Error(`tensor '${t.name}': ${message}`, { cause: error });
+  }
+}
