@@ -190,6 +190,13 @@ describe('registerWithOllama', () => {
     expect(server.requestsTo('HEAD', '/api/blobs/')).toEqual([]);
   });
 
+  it('show afterwards: a model created without our template is an error', async () => {
+    const server = await fake({ ignoreTemplate: true });
+    const err = await registerWithOllama({ name: 'no-template', ggufPath: gguf, kind: 'model', template: chatml.template, parameters: chatml.parameters, host: server.host }).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(OllamaRequestError);
+    expect((err as Error).message).toMatch(/no-template was created, but its template is not what we sent/);
+  });
+
   it('OLLAMA_HOST is honoured when no host is given', async () => {
     const server = await fake();
     process.env.OLLAMA_HOST = server.host;
