@@ -196,6 +196,15 @@ describe('buildModelfile', () => {
     expect(argsOf(cmds, 'stop')).toEqual(['<|im_start|>', '<|im_end|>', '</s>']);
     expect(argsOf(cmds, 'temperature')).toEqual(['0.2']);
     expect(argsOf(cmds, 'num_ctx')).toEqual(['4096']);
+    // What `ollama create -f` sends (parser.go CreateRequest: stop gathered into an array, numbers
+    // parsed) equals the parameters registerWithOllama sends.
+    const viaModelfile: Record<string, number | string[]> = {};
+    for (const c of cmds) {
+      if (['model', 'adapter', 'template', 'system'].includes(c.name)) continue;
+      if (c.name === 'stop') viaModelfile.stop = [...((viaModelfile.stop as string[] | undefined) ?? []), c.args];
+      else viaModelfile[c.name] = Number(c.args);
+    }
+    expect(viaModelfile).toEqual(built.parameters);
   });
 
   it('writeModelfile writes the text atomically, with FROM relative to the Modelfile', async () => {
