@@ -10,7 +10,7 @@ import { fileURLToPath } from 'node:url';
 export const LAYERS = [
   ['native.ts'],
   ['tensor.ts', 'device.ts'],
-  ['io'],
+  ['io', 'stats'],
   ['gguf'],
   ['config'],
   ['tokenizer'],
