@@ -2,9 +2,10 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadModel, type LoadedModel } from '../../lib/model/load-model.js';
 import type { NativeBatch } from '../../lib/native.js';
 import { nextTokenBatch } from '../helpers/batches.js';
-import { tensor, toTypedArray, type Tensor } from '../../lib/tensor.js';
+import { disposeAll, tensor, toTypedArray, type Tensor } from '../../lib/tensor.js';
 import { makeTinyModel, type TinyModel } from '../fixtures/tiny-model.js';
-import { seededFloats } from '../helpers/reference.js';
+import { ADAMW_MISTAKES, ReferenceAdamW, globalNorm, type AdamWOptions } from '../helpers/reference-adamw.js';
+import { relativeError, seededFloats } from '../helpers/reference.js';
 
 const rows = [
   [1, 17, 42, 5, 260, 99, 3, 77, 150],
@@ -35,6 +36,32 @@ function maxRelDiff(a: Map<string, Float32Array>, b: Map<string, Float32Array>):
     }
   }
   return num / den;
+}
+
+/**
+ * β2 = 0.99 keeps bias correction large over six steps (1 − β2⁶ ≈ 0.06); ε = 1e-3 is near the
+ * corrected √v of most coordinates, so where ε is added (√v̂ + ε, not √v + ε) shows; decay 0.2 makes
+ * the decoupled term lr·wd·p a visible share of each step.
+ */
+const ADAMW = { learningRate: 1e-2, beta1: 0.9, beta2: 0.99, eps: 1e-3, weightDecay: 0.2 } as const;
+
+function toFloat32(params: Map<string, Float64Array>): Map<string, Float32Array> {
+  return new Map([...params].map(([name, v]) => [name, Float32Array.from(v)]));
+}
+
+/** ‖p − ref‖ / ‖ref − p₀‖ over all parameters. */
+function updateError(p: Map<string, Float32Array>, ref: Map<string, Float64Array>, p0: Map<string, Float32Array>): number {
+  let num = 0;
+  let den = 0;
+  for (const [name, r] of ref) {
+    const x = p.get(name)!;
+    const x0 = p0.get(name)!;
+    for (let i = 0; i < r.length; i++) {
+      num += (x[i]! - r[i]!) ** 2;
+      den += (r[i]! - x0[i]!) ** 2;
+    }
+  }
+  return Math.sqrt(num / den);
 }
 
 describe('gradient accumulation and AdamW', () => {
@@ -108,34 +135,44 @@ describe('gradient accumulation and AdamW', () => {
     }
   });
 
-  it('applies AdamW with bias correction, decoupled weight decay and global-norm clipping', async () => {
+  it('six AdamW steps (bias correction, ε, decoupled decay, clipping) follow a float64 AdamW', async () => {
     const m = await open();
     try {
-      const before = await snapshot(m);
-      const grads = await m.native.lossAndGrads(batchOf(rows));
-      const g = new Map<string, Float32Array>();
-      for (const [name, t] of Object.entries(grads.grads)) g.set(name, Float32Array.from((await toTypedArray(t)) as Float32Array, (v) => v / grads.tokens));
-      const norm = Math.sqrt([...g.values()].reduce((s, v) => s + v.reduce((t, x) => t + x * x, 0), 0));
-      const lr = 1e-2;
-      const wd = 0.1;
-      const maxNorm = norm / 2;
-      await m.native.accumulateGradients(batchOf(rows));
-      const r = await m.native.applyOptimizer({ learningRate: lr, weightDecay: wd, maxGradNorm: maxNorm, beta1: 0.9, beta2: 0.99, eps: 1e-8 });
-      expect(r.step).toBe(1);
-      expect(Math.abs(r.gradNorm - norm) / norm).toBeLessThan(1e-5);
-      const after = await snapshot(m);
-      const clip = maxNorm / (norm + 1e-6);
-      for (const [name, p0] of before) {
-        const gi = g.get(name)!;
-        const p1 = after.get(name)!;
-        for (let i = 0; i < p0.length; i += 7) {
-          const gc = gi[i]! * clip;
-          const mHat = ((1 - 0.9) * gc) / (1 - 0.9);
-          const vHat = ((1 - 0.99) * gc * gc) / (1 - 0.99);
-          const expected = p0[i]! * (1 - lr * wd) - (lr * mHat) / (Math.sqrt(vHat) + 1e-8);
-          expect(p1[i]).toBeCloseTo(expected, 5);
-        }
+      const start = await snapshot(m);
+      const reference = new ReferenceAdamW(start);
+      const controls = ADAMW_MISTAKES.map((mistake) => ({ mistake, adamw: new ReferenceAdamW(start, mistake) }));
+      for (let step = 0; step < 6; step++) {
+        const batch = batchOf(rows.slice(step % 3, (step % 3) + 2));
+        // The gradients the update will use, read first: the optimizer divides the summed
+        // gradients by the supervised token count.
+        const probe = await m.native.lossAndGrads(batch);
+        const g = new Map<string, Float64Array>();
+        for (const [name, t] of Object.entries(probe.grads)) g.set(name, Float64Array.from((await toTypedArray(t)) as Float32Array, (v) => v / probe.tokens));
+        disposeAll(Object.values(probe.grads));
+        const norm = globalNorm(g);
+        // Clipping off for three steps, then on at half the gradient norm.
+        const options: AdamWOptions = { ...ADAMW, maxGradNorm: step < 3 ? 0 : norm / 2 };
+        await m.native.accumulateGradients(batch);
+        const r = await m.native.applyOptimizer(options);
+        expect(r.step).toBe(step + 1);
+        expect(Math.abs(r.gradNorm - norm) / norm).toBeLessThan(1e-5);
+        reference.step(g, options);
+        for (const c of controls) c.adamw.step(g, options);
       }
+      const got = await snapshot(m);
+      // ‖p − p_ref‖ / ‖p_ref − p₀‖: float32 arithmetic over six steps gives ~3e-7 (measured).
+      const error = updateError(got, reference.params, start);
+      expect(error).toBeLessThan(1e-5);
+      // Each mistake moves the parameters by far more than that, so the bound can see it.
+      for (const c of controls) expect(updateError(toFloat32(c.adamw.params), reference.params, start), c.mistake).toBeGreaterThan(100 * Math.max(error, 1e-5));
+      // The stored moments are the uncorrected running averages.
+      const state = await m.native.optimizerState();
+      expect(state.step).toBe(6);
+      for (const [name, mRef] of reference.m) {
+        expect(relativeError((await toTypedArray(state.tensors[`m.${name}`]!)) as Float32Array, mRef), `m.${name}`).toBeLessThan(1e-4);
+        expect(relativeError((await toTypedArray(state.tensors[`v.${name}`]!)) as Float32Array, reference.v.get(name)!), `v.${name}`).toBeLessThan(1e-4);
+      }
+      disposeAll(Object.values(state.tensors));
     } finally {
       m.dispose();
     }
