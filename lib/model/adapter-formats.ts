@@ -42,28 +42,33 @@ export interface AdapterDescription {
   readonly baseModel?: string;
 }
 
-const emptyRecord = (what: string) =>
-  z
-    .record(z.string(), z.unknown())
-    .refine((r) => Object.keys(r).length === 0, { error: `per-module ${what} is not supported` })
-    .nullish();
-
 const peftConfigSchema = z.looseObject({
-  peft_type: z.literal('LORA', { error: 'only LORA adapters are supported' }),
+  peft_type: z.literal('LORA'),
   r: z.int().min(1),
   lora_alpha: z.number().positive(),
   target_modules: z.union([z.array(z.string()).min(1), z.string()]),
   use_rslora: z.boolean().default(false),
   lora_dropout: z.number().min(0).max(1).default(0),
   layers_to_transform: z.union([z.int().min(0), z.array(z.int().min(0)).min(1)]).nullish(),
-  bias: z.literal('none', { error: 'LoRA biases are not supported (bias must be "none")' }).default('none'),
-  use_dora: z.literal(false, { error: 'DoRA adapters are not supported' }).default(false),
-  fan_in_fan_out: z.literal(false, { error: 'fan_in_fan_out adapters (GPT-2 Conv1D) are not supported' }).default(false),
-  modules_to_save: z.array(z.string()).max(0, { error: 'modules_to_save (fully trained modules) is not supported' }).nullish(),
-  rank_pattern: emptyRecord('rank (rank_pattern)'),
-  alpha_pattern: emptyRecord('alpha (alpha_pattern)'),
+  bias: z.string().default('none'),
+  use_dora: z.boolean().default(false),
+  fan_in_fan_out: z.boolean().default(false),
+  modules_to_save: z.array(z.string()).nullish(),
+  rank_pattern: z.record(z.string(), z.unknown()).nullish(),
+  alpha_pattern: z.record(z.string(), z.unknown()).nullish(),
   base_model_name_or_path: z.string().nullish(),
 });
+
+/** PEFT features whose weights the LoRA slots cannot hold, each with what to tell the user. */
+function unsupportedPeft(c: z.output<typeof peftConfigSchema>): string | undefined {
+  if (c.use_dora) return 'use_dora: DoRA adapters are not supported';
+  if (c.bias !== 'none') return `bias: LoRA biases are not supported (bias must be "none", got ${JSON.stringify(c.bias)})`;
+  if (c.fan_in_fan_out) return 'fan_in_fan_out: adapters of Conv1D layers (GPT-2 style) are not supported';
+  if (c.modules_to_save?.length) return `modules_to_save: fully trained modules (${c.modules_to_save.join(', ')}) are not supported`;
+  if (Object.keys(c.rank_pattern ?? {}).length) return 'rank_pattern: per-module ranks are not supported';
+  if (Object.keys(c.alpha_pattern ?? {}).length) return 'alpha_pattern: per-module alphas are not supported';
+  return undefined;
+}
 
 async function readJson(file: string): Promise<unknown> {
   const text = await readFile(file, 'utf8').catch((error: NodeJS.ErrnoException) => {
@@ -115,6 +120,8 @@ async function describePeft(dir: string): Promise<AdapterDescription> {
   const parsed = peftConfigSchema.safeParse(json);
   if (!parsed.success) throw new ConfigError(problemsFromIssues(parsed.error.issues, json), configFile, 'PEFT adapter config');
   const c = parsed.data;
+  const unsupported = unsupportedPeft(c);
+  if (unsupported) throw new Error(`${configFile}: ${unsupported}`);
   const layers = c.layers_to_transform == null ? undefined : [...new Set([c.layers_to_transform].flat())].sort((a, b) => a - b);
   return {
     format: 'peft',

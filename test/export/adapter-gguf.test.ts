@@ -1,0 +1,229 @@
+import { readFile, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { writeAdapterGguf } from '../../lib/export/adapter-gguf.js';
+import { roundToF16 } from '../../lib/gguf/float16.js';
+import { readGguf } from '../../lib/gguf/reader.js';
+import { readTensorFloat32 } from '../../lib/gguf/tensor-data.js';
+import { loadSafetensors } from '../../lib/io/safetensors.js';
+import { architectureFromGguf } from '../../lib/model/architecture.js';
+import { generate } from '../../lib/model/generate.js';
+import { loadModel, type LoadedModel } from '../../lib/model/load-model.js';
+import type { LoraSettings } from '../../lib/model/lora-options.js';
+import { disposeAll, tensor, toTypedArray, type Tensor } from '../../lib/tensor.js';
+import { train } from '../../lib/train/trainer.js';
+import { prepareDataset } from '../../lib/data/prepare.js';
+import { openLlamaCppOracle } from '../fixtures/llama-cpp-oracle.js';
+import { makeTinyModel, qkPermutation, type TinyModel } from '../fixtures/tiny-model.js';
+import { saveAdapterFolder } from '../helpers/adapter-folder.js';
+import { seededFloats } from '../helpers/reference.js';
+import { tempDir } from '../helpers/temp-dir.js';
+
+const lora: LoraSettings = { rank: 4, alpha: 8, targets: 'all-linear' };
+const EOS = 2;
+
+/** Seeded non-zero values in every LoRA matrix (B too: training starts it at zero), saved as a training run would. */
+async function makeRandomAdapter(source: string, dir: string, seed: number): Promise<void> {
+  const model = await loadModel(source, { quantization: 'none', lora });
+  try {
+    const params = await model.native.loraParameters();
+    const updates: Record<string, Tensor> = {};
+    for (const [name, p] of Object.entries(params)) updates[name] = await tensor(seededFloats(p.shape[0]! * p.shape[1]!, seed++).map((x) => x * 0.25), p.shape);
+    await model.native.setLoraParameters(updates);
+    disposeAll(Object.values(updates), Object.values(params));
+    await saveAdapterFolder(model, dir, lora);
+  } finally {
+    model.dispose();
+  }
+}
+
+/**
+ * Greedy continuation (16 tokens) and the argmax after every prefix of the prompt. The oracle's
+ * raw logits need node-llama-cpp ≥ 3.22 (`generateNext.logits`); the pinned 3.21.1 only samples,
+ * so the prediction at every position is compared instead of logit values.
+ */
+interface Predictions {
+  argmax: number[];
+  greedy: number[];
+}
+
+async function oursOf(model: LoadedModel, prompt: readonly number[]): Promise<Predictions> {
+  const t = await model.native.logits({ shape: [1, prompt.length], tokens: Int32Array.from(prompt) });
+  const flat = (await toTypedArray(t)) as Float32Array;
+  t.dispose();
+  const vocab = flat.length / prompt.length;
+  const argmax = prompt.map((_, i) => {
+    const row = flat.subarray(i * vocab, (i + 1) * vocab);
+    return row.indexOf(Math.max(...row));
+  });
+  const { tokens } = await generate(model.native, prompt, { maxTokens: 16, stopTokens: [EOS] });
+  return { argmax, greedy: tokens };
+}
+
+async function llamaCppOf(gguf: string, adapterGguf: string | undefined, prompt: readonly number[]): Promise<Predictions> {
+  const oracle = await openLlamaCppOracle(gguf, adapterGguf ? { lora: [{ filePath: adapterGguf }] } : {});
+  try {
+    const argmax: number[] = [];
+    for (let i = 1; i <= prompt.length; i++) argmax.push((await oracle.greedy(prompt.slice(0, i), 1))[0]!);
+    const greedy = (await oracle.greedy(prompt, 16)).filter((t) => t !== EOS);
+    return { argmax, greedy };
+  } finally {
+    await oracle.dispose();
+  }
+}
+
+/** How many positions two prediction lists differ at. */
+function differences(a: readonly number[], b: readonly number[]): number {
+  let n = Math.abs(a.length - b.length);
+  for (let i = 0; i < Math.min(a.length, b.length); i++) if (a[i] !== b[i]) n++;
+  return n;
+}
+
+/** Ours and llama.cpp's (base GGUF + adapter GGUF) predictions agree, and differ from the base alone's. */
+async function expectLlamaCppAgrees(ours: Predictions, baseGguf: string, adapterGgufs: readonly string[], prompt: readonly number[]): Promise<void> {
+  expect(ours.greedy).toHaveLength(16);
+  for (const adapterGguf of adapterGgufs) {
+    const theirs = await llamaCppOf(baseGguf, adapterGguf, prompt);
+    expect(theirs.greedy).toEqual(ours.greedy);
+    expect(theirs.argmax).toEqual(ours.argmax);
+  }
+  // The adapter changes what the model predicts: the base alone predicts otherwise.
+  const plain = await llamaCppOf(baseGguf, undefined, prompt);
+  expect(differences(plain.argmax, ours.argmax) + differences(plain.greedy, ours.greedy)).toBeGreaterThan(4);
+}
+
+async function predictionsWith(source: string, adapter: string, prompt: readonly number[]): Promise<Predictions> {
+  const model = await loadModel(source, { quantization: 'none', adapter });
+  try {
+    return await oursOf(model, prompt);
+  } finally {
+    model.dispose();
+  }
+}
+
+describe('adapter GGUF for llama.cpp and Ollama', () => {
+  let tiny: TinyModel;
+  let hfAdapter: string;
+  let ggufAdapter: string;
+  const prompt = [1, 17, 42, 5, 260, 99, 3, 77];
+
+  beforeAll(async () => {
+    tiny = await makeTinyModel({ layers: 2, hidden: 64, heads: 4, kvHeads: 2, intermediate: 128, vocab: 300, seed: 11 });
+    const root = tempDir('adapter-gguf-');
+    hfAdapter = join(root, 'made-on-hf');
+    ggufAdapter = join(root, 'made-on-gguf');
+    await makeRandomAdapter(tiny.hfDir, hfAdapter, 100);
+    await makeRandomAdapter(tiny.ggufPath, ggufAdapter, 100);
+  }, 120_000);
+  afterAll(async () => tiny?.cleanup());
+
+  it('has the keys, names and shapes llama.cpp checks, lora_b of q/k permuted for an HF-order adapter', async () => {
+    const config = JSON.parse(await readFile(join(hfAdapter, 'adapter_config.json'), 'utf8')) as { base_model: { qk_row_order: string } };
+    expect(config.base_model.qk_row_order).toBe('hf');
+    const base = architectureFromGguf(await readGguf(tiny.ggufPath));
+    const out = join(tempDir('adapter-gguf-layout-'), 'a.gguf');
+    await writeAdapterGguf(hfAdapter, base, out, { name: 'tiny-lora' });
+    const file = await readGguf(out);
+    expect(Object.fromEntries(file.metadata)).toEqual({
+      'general.architecture': 'llama',
+      'general.type': 'adapter',
+      'general.name': 'tiny-lora',
+      'general.quantization_version': 2,
+      'adapter.type': 'lora',
+      'adapter.lora.alpha': 8, // scale 2 · rank 4
+    });
+    expect(file.metadataTypes.get('adapter.lora.alpha')).toBe('float32');
+    expect(file.tensors).toHaveLength(2 * 7 * 2);
+    expect(file.tensors.slice(0, 4).map((t) => [t.name, t.typeName, ...t.ne])).toEqual([
+      ['blk.0.attn_q.weight.lora_a', 'F32', 64, 4],
+      ['blk.0.attn_q.weight.lora_b', 'F32', 4, 64],
+      ['blk.0.attn_k.weight.lora_a', 'F32', 64, 4],
+      ['blk.0.attn_k.weight.lora_b', 'F32', 4, 32],
+    ]);
+    expect(file.tensors.find((t) => t.name === 'blk.1.ffn_down.weight.lora_a')!.ne).toEqual([128, 4]);
+
+    const { tensors } = await loadSafetensors(join(hfAdapter, 'adapters.safetensors'));
+    const mlx = new Map<string, Float32Array>();
+    for (const [k, v] of Object.entries(tensors)) mlx.set(k, (await toTypedArray(v)) as Float32Array);
+    disposeAll(Object.values(tensors));
+    // lora_a: ne [in, r], element (i + in·r) = mlx lora_a (in, r) at (i, r).
+    const a = await readTensorFloat32(file, 'blk.1.ffn_down.weight.lora_a');
+    const mlxA = mlx.get('model.layers.1.mlp.down_proj.lora_a')!;
+    for (let r = 0; r < 4; r++) for (let i = 0; i < 128; i++) expect(a[r * 128 + i]).toBe(mlxA[i * 4 + r]);
+    // lora_b: ne [r, out], element (r + 4·o) = mlx lora_b (r, out) at (r, o), q/k outputs in GGUF row order.
+    for (const [hfName, ggufName, out, heads] of [
+      ['model.layers.0.self_attn.q_proj.lora_b', 'blk.0.attn_q.weight.lora_b', 64, 4],
+      ['model.layers.1.self_attn.k_proj.lora_b', 'blk.1.attn_k.weight.lora_b', 32, 2],
+      ['model.layers.1.self_attn.v_proj.lora_b', 'blk.1.attn_v.weight.lora_b', 32, 0],
+    ] as const) {
+      const b = await readTensorFloat32(file, ggufName);
+      const mlxB = mlx.get(hfName)!;
+      const map = heads ? qkPermutation(out, heads) : Int32Array.from({ length: out }, (_, i) => i);
+      for (let o = 0; o < out; o++) for (let r = 0; r < 4; r++) expect(b[o * 4 + r]).toBe(mlxB[r * out + map[o]!]);
+    }
+
+    const f16 = join(tempDir('adapter-gguf-f16-'), 'a.gguf');
+    await writeAdapterGguf(hfAdapter, base, f16, { dtype: 'f16' });
+    const half = await readGguf(f16);
+    expect(half.tensors.every((t) => t.typeName === 'F16')).toBe(true);
+    const aHalf = await readTensorFloat32(half, 'blk.1.ffn_down.weight.lora_a');
+    expect(Array.from(aHalf)).toEqual(Array.from(a, (v) => roundToF16(v)));
+  });
+
+  for (const [label, which] of [
+    ['made on the HF base (HF row order)', 'hf'],
+    ['made on the GGUF base (llama.cpp row order)', 'gguf'],
+  ] as const) {
+    it(`base GGUF + adapter GGUF (F32 and F16) in llama.cpp = our adapted model, adapter ${label}`, async () => {
+      const adapter = which === 'hf' ? hfAdapter : ggufAdapter;
+      const base = architectureFromGguf(await readGguf(tiny.ggufPath));
+      const root = tempDir('adapter-gguf-run-');
+      const f32 = join(root, 'a-f32.gguf');
+      const f16 = join(root, 'a-f16.gguf');
+      await writeAdapterGguf(adapter, base, f32);
+      await writeAdapterGguf(adapter, base, f16, { dtype: 'f16' });
+      const ours = await predictionsWith(which === 'hf' ? tiny.hfDir : tiny.ggufPath, adapter, prompt);
+      await expectLlamaCppAgrees(ours, tiny.ggufPath, [f32, f16], prompt);
+    }, 120_000);
+  }
+});
+
+describe('adapter GGUF from a real training run on a GGUF base', () => {
+  let tiny: TinyModel;
+  let prepared: string;
+  beforeAll(async () => {
+    tiny = await makeTinyModel({ layers: 2, hidden: 64, heads: 4, kvHeads: 2, intermediate: 128, vocab: 300, seed: 23 });
+    const jsonl = join(tiny.root, 'text.jsonl');
+    const lines = Array.from({ length: 24 }, (_, i) => JSON.stringify({ text: `glacier ${i} moves ${i % 5} metres a day; ice ${i * 7} years old` }));
+    await writeFile(jsonl, `${lines.join('\n')}\n`);
+    prepared = join(tiny.root, 'prepared');
+    await prepareDataset({ model: tiny.ggufPath, inputs: [jsonl], outDir: prepared, template: 'chatml', maxSeqLength: 48, split: { valid: 0, test: 0 }, nearDuplicateThreshold: null });
+  }, 120_000);
+  afterAll(async () => tiny?.cleanup());
+
+  it('llama.cpp with the adapter GGUF predicts what the trained model predicts', async () => {
+    const handle = train({
+      model: tiny.ggufPath,
+      data: { train: prepared, max_seq_length: 48 },
+      lora: { rank: 8, alpha: 16, dropout: 0, targets: 'all-linear' },
+      quantization: 'none',
+      training: { learning_rate: 2e-2, batch_size: 4, grad_accumulation: 1, max_steps: 10, warmup_steps: 1, schedule: 'constant', seed: 7, grad_checkpointing: false },
+      eval: { every_steps: 0, early_stopping_patience: 0 },
+      checkpoint: { every_steps: 0, keep_last: 1 },
+      output: join(tiny.root, 'run'),
+    });
+    for await (const _ of handle);
+    const adapter = (await handle.done).adapter_path!;
+    const config = JSON.parse(await readFile(join(adapter, 'adapter_config.json'), 'utf8')) as { base_model: { qk_row_order: string } };
+    expect(config.base_model.qk_row_order).toBe('gguf');
+    const { tensors } = await loadSafetensors(join(adapter, 'adapters.safetensors'));
+    const qB = (await toTypedArray(tensors['model.layers.1.self_attn.q_proj.lora_b']!)) as Float32Array;
+    disposeAll(Object.values(tensors));
+    expect(Math.max(...qB.map(Math.abs))).toBeGreaterThan(1e-3); // training moved B off zero
+
+    const out = join(tiny.root, 'trained.gguf');
+    await writeAdapterGguf(adapter, architectureFromGguf(await readGguf(tiny.ggufPath)), out);
+    const prompt = [1, 17, 42, 5, 260, 99, 3, 77];
+    await expectLlamaCppAgrees(await predictionsWith(tiny.ggufPath, adapter, prompt), tiny.ggufPath, [out], prompt);
+  }, 300_000);
+});
