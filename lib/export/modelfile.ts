@@ -50,13 +50,13 @@ export function buildModelfile(o: ModelfileOptions): BuiltModelfile {
       lines.push(`PARAMETER ${name} ${parameterText(v, name)}`);
     }
   }
-  return { text: lines.join('\n') + '\n', template: goTemplate, stop: parameters.stop as string[], parameters };
+  return { text: lines.join('\n') + '\n', template: goTemplate, stop: parameters.stop, parameters };
 }
 
 /** stop (the template's, then the caller's, without repeats) first, then sampling, then the rest. */
-export function modelfileParameters(stop: readonly string[], extra: ModelfileParameters = {}): ModelfileParameters {
+export function modelfileParameters(stop: readonly string[], extra: ModelfileParameters = {}): ModelfileParameters & { stop: string[] } {
   const extraStop = extra.stop === undefined ? [] : Array.isArray(extra.stop) ? extra.stop : [String(extra.stop)];
-  const out: ModelfileParameters = { stop: [...new Set([...stop, ...extraStop])], ...DEFAULT_SAMPLING };
+  const out: ModelfileParameters & { stop: string[] } = { stop: [...new Set([...stop, ...extraStop])], ...DEFAULT_SAMPLING };
   for (const [k, v] of Object.entries(extra)) if (k !== 'stop') out[k] = v;
   return out;
 }

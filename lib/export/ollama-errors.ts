@@ -8,7 +8,7 @@ export class OllamaUnavailableError extends Error {
   ) {
     super(
       `Ollama is not reachable at ${host} (${reason}). Start it with \`ollama serve\` (or the Ollama app), ` +
-        'or point OLLAMA_HOST (or --ollama-host) at the server that runs it.',
+        'or set OLLAMA_HOST to the address of the server that runs it.',
     );
     this.name = 'OllamaUnavailableError';
   }

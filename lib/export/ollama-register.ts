@@ -6,7 +6,7 @@
  * checked with zod: the client casts JSON without looking at it.
  */
 import { basename } from 'node:path';
-import type { CreateRequest } from 'ollama';
+import type { CreateRequest, Ollama } from 'ollama';
 import { z } from 'zod';
 import { pushBlob, type OllamaStatus } from './ollama-blobs.js';
 import { ollamaCall, ollamaClient, ollamaFailure, ollamaHostUrl } from './ollama-connection.js';
@@ -87,8 +87,8 @@ export async function registerWithOllama(o: OllamaRegisterOptions): Promise<Olla
     ...(o.system !== undefined && { system: o.system }),
     ...(parameters !== undefined && { parameters }),
   };
-  await createModel(host, serverVersion, request, o);
-  await checkCreated(host, model, o, parameters);
+  await createModel(client, host, serverVersion, request, o);
+  await checkCreated(client, host, model, o, parameters);
   return { model, version, digest, uploaded, host, serverVersion, kind: o.kind };
 }
 
@@ -105,12 +105,12 @@ function checkServerVersion(host: string, version: string): void {
 }
 
 async function createModel(
+  client: Ollama,
   host: string,
   serverVersion: string,
   request: CreateRequest & { stream: true },
   o: OllamaRegisterOptions,
 ): Promise<void> {
-  const client = ollamaClient(host);
   try {
     const events = await client.create(request);
     for await (const event of events) o.onStatus?.(progressEvent.parse(event));
@@ -125,12 +125,12 @@ async function createModel(
 
 /** `show` the new model: it must exist with our template, stop words and numeric parameters. */
 async function checkCreated(
+  client: Ollama,
   host: string,
   model: string,
   o: OllamaRegisterOptions,
   parameters: Record<string, z.infer<typeof parameterValue>> | undefined,
 ): Promise<void> {
-  const client = ollamaClient(host);
   const shown = showResponse.parse(await ollamaCall(host, 'POST /api/show', () => client.show({ model })));
   const wrong = (what: string) =>
     new OllamaRequestError(host, 'POST /api/show', undefined, `the model ${model} was created, but its ${what} is not what we sent`);
