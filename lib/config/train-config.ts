@@ -1,6 +1,10 @@
 import { z } from 'zod';
 import { memorySizeSchema } from './memory-size.js';
 
+/** What happens to a record longer than max_seq_length tokens (lib/data/overlong.ts). */
+const OVERLONG_POLICIES = ['truncate', 'drop'] as const;
+const DEFAULT_OVERLONG: (typeof OVERLONG_POLICIES)[number] = 'truncate';
+
 /**
  * The training-run config contract (issue 5). Key names are public API: users and their scripts
  * write them, so they are never renamed, and unknown keys are errors so a typo cannot silently
@@ -58,7 +62,8 @@ const dataPrepareSchema = z.strictObject({
   keep_unscored: z.boolean().optional(),
   min_messages: z.int().min(0).optional(),
   train_on: z.enum(['assistant', 'last-assistant', 'all']).optional(),
-  overlong: z.enum(['drop', 'truncate']).optional(),
+  /** The same policy as `data.overlong`, which it defaults to; the two may not disagree. */
+  overlong: z.enum(OVERLONG_POLICIES).optional(),
   /** MinHash Jaccard threshold for near duplicates; null turns near-duplicate removal off. */
   near_duplicate_threshold: z.number().gt(0).lt(1).nullable().optional(),
   /** Share of records hashed into validation (and test) when `valid` is not given. */
@@ -76,16 +81,32 @@ const dataFields = z.strictObject({
   test: dataPathsSchema.optional(),
   // Two tokens are the least that give a next-token loss.
   max_seq_length: z.int().min(2).default(2048),
+  /**
+   * Records longer than max_seq_length tokens (a folder prepared at a longer length): `truncate`
+   * cuts them, loss mask included, `drop` leaves them out. Default `truncate`, or
+   * `data.prepare.overlong` when only that is given. Raw JSONL is prepared with the same policy.
+   */
+  overlong: z.enum(OVERLONG_POLICIES).optional(),
   packing: z.boolean().default(false),
   prepare: dataPrepareSchema.optional(),
 });
 
-const dataSchema = dataFields.superRefine((data, ctx) => {
-  const split = data.prepare;
-  if (split && (split.valid_fraction ?? 0.05) + (split.test_fraction ?? 0.05) >= 1) {
-    ctx.addIssue({ code: 'custom', path: ['prepare', 'valid_fraction'], message: 'valid_fraction + test_fraction must leave records for training' });
-  }
-});
+const dataSchema = dataFields
+  .superRefine((data, ctx) => {
+    const split = data.prepare;
+    if (split && (split.valid_fraction ?? 0.05) + (split.test_fraction ?? 0.05) >= 1) {
+      ctx.addIssue({ code: 'custom', path: ['prepare', 'valid_fraction'], message: 'valid_fraction + test_fraction must leave records for training' });
+    }
+    const prepareOverlong = data.prepare?.overlong;
+    if (data.overlong !== undefined && prepareOverlong !== undefined && prepareOverlong !== data.overlong) {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['prepare', 'overlong'],
+        message: `disagrees with data.overlong (${data.overlong}); give the policy once, as data.overlong`,
+      });
+    }
+  })
+  .transform((data) => ({ ...data, overlong: data.overlong ?? data.prepare?.overlong ?? DEFAULT_OVERLONG }));
 
 const loraSchema = z.strictObject({
   rank: z.int().min(1).max(4096).default(64),

@@ -22,6 +22,7 @@ export interface RecordSource {
 }
 
 interface ShardHandle {
+  tokensPath: string;
   tokensFd: number;
   maskFd: number;
   firstRecord: number;
@@ -34,9 +35,12 @@ export class PreparedSplit implements RecordSource {
   private readonly offsets: Float64Array; // token offset of each record inside its shard
   private readonly shardOf: Uint32Array;
   private readonly shards: ShardHandle[] = [];
+  /** Ids of the tokenizer the records were made with: anything else is a corrupt or foreign shard. */
+  private readonly vocabSize: number;
 
   constructor(dir: string, manifest: Manifest, readonly name: SplitName) {
     const info = manifest.splits[name];
+    this.vocabSize = manifest.tokenizer.vocabSize;
     this.size = info.records;
     this.lengths = new Uint32Array(this.size);
     this.offsets = new Float64Array(this.size);
@@ -57,7 +61,7 @@ export class PreparedSplit implements RecordSource {
         record++;
       }
       if (offset !== shard.tokenCount) throw new Error(`${path}: lengths sum to ${offset}, manifest says ${shard.tokenCount}`);
-      this.shards.push({ tokensFd: openSync(join(dir, shard.tokens), 'r'), maskFd: openSync(join(dir, shard.mask), 'r'), firstRecord });
+      this.shards.push({ tokensPath: join(dir, shard.tokens), tokensFd: openSync(join(dir, shard.tokens), 'r'), maskFd: openSync(join(dir, shard.mask), 'r'), firstRecord });
     });
   }
 
@@ -74,6 +78,16 @@ export class PreparedSplit implements RecordSource {
     readExactly(shard.tokensFd, new Uint8Array(tokens.buffer), offset * 4);
     const mask = new Uint8Array(len);
     readExactly(shard.maskFd, mask, offset);
+    // An id outside the vocabulary must never reach the model: MLX's gather does not check it.
+    for (let i = 0; i < len; i++) {
+      const id = tokens[i]!;
+      if (id < 0 || id >= this.vocabSize) {
+        throw new RangeError(
+          `${shard.tokensPath}: record ${index - shard.firstRecord} of this shard (record ${index} of the ${this.name} split) has token id ${id} at position ${i}, ` +
+            `outside the tokenizer's ${this.vocabSize} ids (manifest.json tokenizer.vocabSize); the shard is corrupt or not from this manifest`,
+        );
+      }
+    }
     return { tokens, mask };
   }
 

@@ -23,6 +23,8 @@ export interface DatasetLoss {
   perplexity: number | null;
   tokens: number;
   batches: number;
+  /** True when the signal stopped the pass early: the figures cover only part of the split. */
+  aborted: boolean;
 }
 
 export async function datasetLoss(model: NativeModel, source: RecordSource, options: DatasetLossOptions): Promise<DatasetLoss> {
@@ -38,9 +40,14 @@ export async function datasetLoss(model: NativeModel, source: RecordSource, opti
   let lossSum = 0;
   let tokens = 0;
   let count = 0;
+  let aborted = false;
   for (const batch of batches) {
     if (options.maxBatches !== undefined && count >= options.maxBatches) break;
-    if (options.signal?.aborted) break;
+    // Checked before each batch: an abort waits for at most the batch in flight.
+    if (options.signal?.aborted) {
+      aborted = true;
+      break;
+    }
     const r = await model.loss(toNativeBatch(batch));
     lossSum += r.loss;
     tokens += r.tokens;
@@ -48,5 +55,5 @@ export async function datasetLoss(model: NativeModel, source: RecordSource, opti
   }
   const loss = tokens > 0 ? lossSum / tokens : Number.NaN;
   const ppl = Math.exp(loss);
-  return { loss, perplexity: Number.isFinite(ppl) ? ppl : null, tokens, batches: count };
+  return { loss, perplexity: Number.isFinite(ppl) ? ppl : null, tokens, batches: count, aborted };
 }

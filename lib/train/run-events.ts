@@ -14,6 +14,15 @@ const base = {
   step: z.int().min(0),
 };
 
+const overlongCountsSchema = z.strictObject({
+  /** Cut to max_seq_length tokens (loss mask included) and kept. */
+  truncated: z.int().min(0),
+  /** Cut, then left out: no supervised token was left. */
+  truncated_away: z.int().min(0),
+  /** Left out by the `drop` policy. */
+  dropped: z.int().min(0),
+});
+
 export const startEventSchema = z.strictObject({
   type: z.literal('start'),
   ...base,
@@ -22,6 +31,16 @@ export const startEventSchema = z.strictObject({
   resumed_from: z.string().nullable(),
   config_hash: z.string(),
   library_version: z.string(),
+  /** Records over data.max_seq_length and what data.overlong did to them, per split (null: no such split). */
+  overlong: z
+    .strictObject({
+      policy: z.enum(['truncate', 'drop']),
+      max_seq_length: z.int().min(2),
+      train: overlongCountsSchema,
+      valid: overlongCountsSchema.nullable(),
+      test: overlongCountsSchema.nullable(),
+    })
+    .optional(),
 });
 
 export const stepEventSchema = z.strictObject({
@@ -101,6 +120,20 @@ export const doneEventSchema = z.strictObject({
   best: z.strictObject({ step: z.int().min(0), val_loss: z.number() }).nullable(),
   /** Folder of the final adapter, or null when none was written. */
   adapter_path: z.string().nullable(),
+  /**
+   * The test split (data.test, or a prepared folder's test split) evaluated once after training;
+   * null without one or when the run was aborted. `loss` is null when NaN/Inf.
+   */
+  test: z
+    .strictObject({
+      loss: z.number().nullable(),
+      perplexity: z.number().nullable(),
+      /** Supervised tokens the loss is averaged over. */
+      tokens: z.int().min(0),
+      records: z.int().min(0),
+    })
+    .nullable()
+    .optional(),
   elapsed_seconds: z.number().min(0),
 });
 

@@ -10,9 +10,10 @@ import { trainConfigHash } from '../config/config-hash.js';
 import { loadTrainConfig, parseTrainConfig } from '../config/load-config.js';
 import type { TrainConfig, TrainConfigInput } from '../config/train-config.js';
 import { EpochIterator, type DataCursor } from '../data/epoch-iterator.js';
-import { memory, resetPeakMemory, setCacheLimit, setMemoryLimit } from '../device.js';
-import { datasetLoss } from '../eval/dataset-loss.js';
-import { loadModel, type LoadedModel } from '../model/load-model.js';
+import { memory, resetPeakMemory } from '../device.js';
+import type { RecordSource } from '../data/prepared-dataset.js';
+import { datasetLoss, type DatasetLoss } from '../eval/dataset-loss.js';
+import type { LoadedModel } from '../model/load-model.js';
 import { adapterConfigFor } from './adapter-config.js';
 import { writeFolderAtomically } from './atomic-folder.js';
 import type { CheckpointStore } from './checkpoint-store.js';
@@ -21,7 +22,8 @@ import { adapterWriters, checkpointWriters, restoreCheckpoint } from './run-chec
 import { createRunEventChannel, type CheckpointEvent, type DoneEvent, type EventChannel, type RunEvent } from './run-events.js';
 import { ADAPTER_DIR, claimRunFolder } from './run-folder.js';
 import { learningRateAt, totalTrainingSteps } from './schedule.js';
-import { libraryVersion, TRAINER_STATE_FILE } from './trainer-state.js';
+import { libraryVersion } from './trainer-state.js';
+import { applyMemoryLimits, checkResumable, checkVocabulary, loadRunModel, overlongReport } from './run-setup.js';
 import { openTrainingData, toNativeBatch, type TrainingData } from './training-data.js';
 import { TrainingError, withMemoryHint, type MemoryContext } from './training-error.js';
 import { classifyUpdate } from './update-outcome.js';
@@ -70,6 +72,27 @@ class Run {
     this.log?.append(event);
   }
 
+  /** Loss over a split with the run's batch shape; Ctrl+C stops it within one batch. */
+  private loss(source: RecordSource, maxBatches?: number): Promise<DatasetLoss> {
+    const { config: c, data } = this;
+    return datasetLoss(this.model!.native, source, {
+      batchSize: c.training.batch_size,
+      maxSeqLength: c.data.max_seq_length,
+      padId: data!.padId,
+      ...(maxBatches !== undefined ? { maxBatches } : {}),
+      ...(this.options.signal ? { signal: this.options.signal } : {}),
+    });
+  }
+
+  /** The test split's loss, once, after training; null without a test split or when cut short. */
+  private async testLoss(context: MemoryContext): Promise<DoneEvent['test']> {
+    const test = this.data?.test;
+    if (!test || test.size === 0) return null;
+    const r = await withMemoryHint(() => this.loss(test), context);
+    if (r.aborted) return null;
+    return { loss: Number.isFinite(r.loss) ? r.loss : null, perplexity: r.perplexity, tokens: r.tokens, records: test.size };
+  }
+
   async run(): Promise<DoneEvent> {
     const c = this.config;
     const output = resolve(c.output);
@@ -84,31 +107,15 @@ class Run {
       release = folder.release;
       this.store = folder.store;
       this.log = await MetricsLog.open(output);
-      if (c.memory.limit !== undefined) {
-        const previous = await setMemoryLimit(c.memory.limit);
-        restoreLimits.push(() => setMemoryLimit(previous));
-      }
-      if (c.memory.cache_limit !== undefined) {
-        const previous = await setCacheLimit(c.memory.cache_limit);
-        restoreLimits.push(() => setCacheLimit(previous));
-      }
+      restoreLimits.push(...(await applyMemoryLimits(c.memory)));
       this.data = await openTrainingData({ ...c, output });
-      const model = await loadModel(c.model, {
-        quantization: c.quantization === 'none' ? 'none' : { bits: c.quantization.bits, groupSize: c.quantization.group_size },
-        ...(c.training.compute_dtype !== 'auto' ? { computeDtype: c.training.compute_dtype } : {}),
-        lora: { ...c.lora, layers: c.lora.layers === 'all' ? undefined : c.lora.layers, seed: c.training.seed },
-      });
-      this.model = model;
+      const model = (this.model = await loadRunModel(c));
+      checkVocabulary(this.data, model);
       const adapterConfig = adapterConfigFor(c, { num_hidden_layers: model.architecture.numLayers, architecture: model.architecture.family });
       const configHash = trainConfigHash(c);
 
       const resumed = this.options.resume ? (await this.store.loadLatest()).checkpoint : undefined;
-      if (resumed && resumed.state.config_hash !== configHash) {
-        throw new TrainingError(
-          `cannot resume from ${resumed.dir}: the config changed since it was written (hash ${resumed.state.config_hash.slice(0, 12)} ≠ ${configHash.slice(0, 12)}); resuming would not reproduce the run`,
-          'config_changed',
-        );
-      }
+      checkResumable(resumed, configHash);
       if (resumed) {
         await restoreCheckpoint(model.native, resumed.files);
         step = resumed.state.step;
@@ -129,14 +136,9 @@ class Run {
       // Every epoch's own count: with packing they differ, and a run resumed in any epoch must
       // arrive at the same total, or its learning rates (and so its losses) would differ.
       const totalSteps = totalTrainingSteps(t, (epoch) => batches.batchesInEpoch(epoch));
-      if (resumed && resumed.state.schedule.total_steps !== totalSteps) {
-        throw new TrainingError(
-          `cannot resume from ${resumed.dir}: its ${TRAINER_STATE_FILE} has schedule.total_steps ${resumed.state.schedule.total_steps}, but this run counts ${totalSteps} steps; resuming would change the learning-rate schedule`,
-          'schedule_changed',
-        );
-      }
+      checkResumable(resumed, configHash, totalSteps);
       const schedule = { learning_rate: t.learning_rate, min_lr: t.min_lr, warmup_steps: t.warmup_steps, schedule: t.schedule, total_steps: totalSteps };
-      this.emit({ type: 'start', time: now(), step, total_steps: totalSteps, resumed_from: resumed?.dir ?? null, config_hash: configHash, library_version: libraryVersion() });
+      this.emit({ type: 'start', time: now(), step, total_steps: totalSteps, resumed_from: resumed?.dir ?? null, config_hash: configHash, library_version: libraryVersion(), overlong: overlongReport(c, this.data) });
       const memoryContext = (phase: string, batch?: { rows: number; width: number }): MemoryContext => ({
         step,
         phase,
@@ -150,20 +152,14 @@ class Run {
       let evaluatedAt = resumed && resumed.state.eval_loss !== null ? step : -1;
       let lastCheckpointStep = resumed ? step : -1;
 
+      let evaluationCut = false;
       const evaluate = async (): Promise<ValidationRecord | undefined> => {
-        evaluatedAt = step;
         const valid = this.data?.valid;
-        if (!valid || valid.size === 0) return undefined;
-        const r = await withMemoryHint(
-          () =>
-            datasetLoss(model.native, valid, {
-              batchSize: t.batch_size,
-              maxSeqLength: c.data.max_seq_length,
-              padId: this.data!.padId,
-              ...(c.eval.max_batches !== undefined ? { maxBatches: c.eval.max_batches } : {}),
-            }),
-          memoryContext('evaluation'),
-        );
+        if (!valid || valid.size === 0) return void (evaluatedAt = step);
+        const r = await withMemoryHint(() => this.loss(valid, c.eval.max_batches), memoryContext('evaluation'));
+        // A pass cut short by Ctrl+C measured only part of the set: it is no evaluation.
+        if (r.aborted) return void (evaluationCut = true);
+        evaluatedAt = step;
         const record = tracker.record(step, r.loss);
         const best = tracker.best;
         this.emit({
@@ -287,6 +283,7 @@ class Run {
           break;
         }
       }
+      if (evaluationCut) reason = 'aborted';
       if (reason === 'aborted') {
         if (lastCheckpointStep !== step) await checkpoint('abort');
       } else {
@@ -295,6 +292,7 @@ class Run {
         if (lastCheckpointStep !== step || evaluated?.isBest) await checkpoint('final');
       }
       const adapterDir = await writeFolderAtomically(output, ADAPTER_DIR, adapterWriters(model.native, adapterConfig));
+      const test = reason === 'aborted' ? null : await this.testLoss(memoryContext('test evaluation'));
       const best = tracker.best;
       const done: DoneEvent = {
         type: 'done',
@@ -303,6 +301,7 @@ class Run {
         reason,
         best: best ? { step: best.step, val_loss: best.metric } : null,
         adapter_path: adapterDir,
+        test,
         elapsed_seconds: (performance.now() - this.started) / 1000,
       };
       this.emit(done);

@@ -58,7 +58,7 @@ describe('train config defaults', () => {
       compute_dtype: 'auto',
       max_nonfinite_steps: 10,
     });
-    expect(config.data).toEqual({ train: '/work/cfg/prepared', max_seq_length: 2048, packing: false });
+    expect(config.data).toEqual({ train: '/work/cfg/prepared', max_seq_length: 2048, overlong: 'truncate', packing: false });
     expect(config.eval).toEqual({ every_steps: 100, early_stopping_patience: 3 });
     expect(config.checkpoint).toEqual({ every_steps: 100, keep_last: 3 });
     expect(config.memory).toEqual({});
@@ -197,7 +197,7 @@ describe('every config error names its key', () => {
   it.each([
     [{ lerning_rate: 1 }, 'training', 'training.lerning_rate: unknown key; did you mean "learning_rate"?'],
     [{ rnak: 8 }, 'lora', 'lora.rnak: unknown key; did you mean "rank"?'],
-    [{ valid_set: 'x' }, 'data', 'data.valid_set: unknown key (allowed: train, valid, test, max_seq_length, packing, prepare)'],
+    [{ valid_set: 'x' }, 'data', 'data.valid_set: unknown key (allowed: train, valid, test, max_seq_length, overlong, packing, prepare)'],
     [{ bit: 4 }, 'quantization', 'quantization.bit: unknown key; did you mean "bits"?'],
     [{ keep: 2 }, 'checkpoint', 'checkpoint.keep: unknown key (allowed: every_steps, keep_last)'],
     [{ patience: 2 }, 'eval', 'eval.patience: unknown key (allowed: every_steps, early_stopping_patience, max_batches)'],
@@ -223,5 +223,23 @@ describe('every config error names its key', () => {
       ['eval', 'every_steps'],
     ]);
     expect(error.message.split('\n')[0]).toBe('invalid training config (3 problems):');
+  });
+});
+
+describe('data.overlong', () => {
+  const parse = (data: Record<string, unknown>) => parseTrainConfig({ ...minimal, data: { ...minimal.data, ...data } }, { baseDir }).data.overlong;
+
+  it('defaults to truncate, takes data.prepare.overlong when only that is given, and data.overlong first', () => {
+    expect(parse({})).toBe('truncate');
+    expect(parse({ overlong: 'drop' })).toBe('drop');
+    expect(parse({ prepare: { overlong: 'drop' } })).toBe('drop');
+    expect(parse({ overlong: 'drop', prepare: { overlong: 'drop' } })).toBe('drop');
+  });
+
+  it('refuses a data.prepare.overlong that disagrees with data.overlong, and unknown policies', () => {
+    expect(errorOf({ ...minimal, data: { ...minimal.data, overlong: 'truncate', prepare: { overlong: 'drop' } } }).message).toBe(
+      'data.prepare.overlong: disagrees with data.overlong (truncate); give the policy once, as data.overlong',
+    );
+    expect(errorOf({ ...minimal, data: { ...minimal.data, overlong: 'cut' } }).message).toMatch(/^data\.overlong: /);
   });
 });
