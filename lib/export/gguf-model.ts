@@ -96,7 +96,7 @@ function plan(source: WeightSource, adapter: AdapterMerge | undefined, type: Ggu
     const stray = [...adapter.adapted].find((n) => !names.has(n));
     if (stray !== undefined) throw new Error(`${adapter.file}: adapts '${stray}', which ${source.source.path} does not have (wrong base model?)`);
   }
-  const model = { numLayers: a.numLayers, numHeads: a.numHeads, numKvHeads: a.numKvHeads };
+  const model = { numLayers: a.numLayers, numHeads: a.numHeads, numKvHeads: a.numKvHeads, tiedEmbeddings: a.tieWordEmbeddings };
   return source.tensors.map((t) => ({ source: t, type: tensorTypeFor({ name: t.name, ne: [...t.shape].reverse() }, type, model) }));
 }
 
