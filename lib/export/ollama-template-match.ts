@@ -2,7 +2,9 @@
  * Which Ollama Go template a model's Jinja chat template stands for. Two Jinja texts are the same
  * template when their syntax trees are equal (@huggingface/jinja's parser, with the trim_blocks and
  * lstrip_blocks that transformers renders with), so whitespace inside tags, `{%-` trimming, quote
- * style and `message.role` against `message['role']` do not matter; anything else does.
+ * style and `message.role` against `message['role']` do not matter; anything else does. A template
+ * no known text matches is still taken for a format when it renders probe conversations exactly as
+ * that format's built-in does (a leading BOS aside: llama.cpp and Ollama add it themselves).
  */
 import { parse, tokenize } from '@huggingface/jinja';
 import {
@@ -12,6 +14,7 @@ import {
   isBuiltinTemplateName,
   type BuiltinTemplateName,
 } from '../tokenizer/builtin-templates.js';
+import { ChatTemplate, type TemplateMessage } from '../tokenizer/chat-template.js';
 import { KNOWN_JINJA_VARIANTS, OLLAMA_TEMPLATES } from './ollama-templates.js';
 
 /** The model's chat template is none we can translate; the user must give a Go template. */
@@ -64,7 +67,62 @@ function knownVariants(): Map<string, BuiltinTemplateName> {
 export function builtinForJinja(chatTemplate: string): BuiltinTemplateName | undefined {
   if (isBuiltinTemplateName(chatTemplate)) return chatTemplate;
   const key = canonicalJinja(chatTemplate);
-  return key === undefined ? undefined : knownVariants().get(key);
+  if (key === undefined) return undefined;
+  return knownVariants().get(key) ?? builtinRenderingAlike(chatTemplate);
+}
+
+const PROBE_SPECIALS = { bos_token: '<s>', eos_token: '</s>', pad_token: '<pad>', unk_token: '<unk>' };
+const PROBES: { messages: TemplateMessage[]; generate: boolean; systemTurn: boolean }[] = [
+  {
+    messages: [
+      { role: 'user', content: 'Hello there.' },
+      { role: 'assistant', content: 'Hi! How can I help?' },
+      { role: 'user', content: 'Tell me a joke.' },
+    ],
+    generate: true,
+    systemTurn: false,
+  },
+  { messages: [{ role: 'user', content: 'Q1' }, { role: 'assistant', content: 'A1' }], generate: false, systemTurn: false },
+  {
+    messages: [
+      { role: 'system', content: 'Be brief.' },
+      { role: 'user', content: 'Hello.' },
+      { role: 'assistant', content: 'Hi.' },
+      { role: 'user', content: 'Again.' },
+    ],
+    generate: true,
+    systemTurn: true,
+  },
+];
+
+function render(t: ChatTemplate, messages: TemplateMessage[], generate: boolean): string | undefined {
+  try {
+    const text = t.render(messages, generate);
+    return text.startsWith(PROBE_SPECIALS.bos_token) ? text.slice(PROBE_SPECIALS.bos_token.length) : text;
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * The built-in whose renderings of the probes the template reproduces. A template may refuse the
+ * system turn (Mistral's original one raises on it) but must render the others.
+ */
+function builtinRenderingAlike(source: string): BuiltinTemplateName | undefined {
+  let candidate: ChatTemplate;
+  try {
+    candidate = new ChatTemplate('candidate', source, PROBE_SPECIALS);
+  } catch {
+    return undefined;
+  }
+  return BUILTIN_TEMPLATE_NAMES.find((name) => {
+    const builtin = new ChatTemplate(name, BUILTIN_TEMPLATES[name], PROBE_SPECIALS);
+    return PROBES.every(({ messages, generate, systemTurn }) => {
+      const got = render(candidate, messages, generate);
+      if (got === undefined) return systemTurn;
+      return got === render(builtin, messages, generate);
+    });
+  });
 }
 
 export interface ResolvedOllamaTemplate {

@@ -134,6 +134,22 @@ describe('buildModelfile', () => {
     const llama3 =
       "{% set loop_messages = messages %}{% for message in loop_messages %}{% set content = '<|start_header_id|>' + message['role'] + '<|end_header_id|>\n\n'+ message['content'] | trim + '<|eot_id|>' %}{% if loop.index0 == 0 %}{% set content = bos_token + content %}{% endif %}{{ content }}{% endfor %}{% if add_generation_prompt %}{{ '<|start_header_id|>assistant<|end_header_id|>\n\n' }}{% endif %}";
     expect(builtinForJinja(llama3)).toBe('llama-3');
+    // Written differently, rendering the same: recognised by rendering probe conversations.
+    const merged =
+      "{% for message in messages %}{{ '<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>\n' }}{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}";
+    expect(builtinForJinja(merged)).toBe('chatml');
+    const tilde =
+      "{{ bos_token }}{% for m in messages %}{{ '<|start_header_id|>' ~ m.role ~ '<|end_header_id|>\n\n' ~ m.content | trim ~ '<|eot_id|>' }}{% endfor %}{% if add_generation_prompt %}{{ '<|start_header_id|>assistant<|end_header_id|>\n\n' }}{% endif %}";
+    expect(builtinForJinja(tilde)).toBe('llama-3');
+    // ChatML that adds a default system prompt (Qwen's) is not plain ChatML: Ollama's chatml template would drop it.
+    const qwen =
+      "{% for message in messages %}{% if loop.first and messages[0]['role'] != 'system' %}{{ '<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n' }}{% endif %}{{'<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>' + '\n'}}{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}";
+    expect(builtinForJinja(qwen)).toBeUndefined();
+    // Nor is one that drops system turns, or one that renders nothing at all.
+    const noSystem =
+      "{% for message in messages %}{% if message['role'] != 'system' %}{{ '<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>\n' }}{% endif %}{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}";
+    expect(builtinForJinja(noSystem)).toBeUndefined();
+    expect(builtinForJinja("{{ raise_exception('no chat here') }}")).toBeUndefined();
     // Text that differs in what it renders is not the same template.
     expect(builtinForJinja(spaced.replace("'<|im_end|>'", "'<|im_end|> '"))).toBeUndefined();
     expect(builtinForJinja(BUILTIN_TEMPLATES.chatml.replace('<|im_start|>assistant', '<|im_start|>bot'))).toBeUndefined();
