@@ -1,5 +1,5 @@
 /**
- * `npm run bench [-- name ...]`: runs every bench/*.bench.ts (or the named ones) and prints its table.
+ * `npm run bench [-- name ... --option value]`: runs every bench/*.bench.ts (or the named ones) and prints its table.
  * Each bench module's default export is a `Bench`.
  */
 import { readdirSync } from 'node:fs';
@@ -8,7 +8,9 @@ import { fileURLToPath, pathToFileURL } from 'node:url';
 import { renderTable, type Bench } from './table.js';
 
 const here = dirname(fileURLToPath(import.meta.url));
-const wanted = process.argv.slice(2);
+// Options such as `--layers 2` belong to the benches, which read process.argv themselves.
+const args = process.argv.slice(2);
+const wanted = args.filter((a, i) => !a.startsWith('--') && !args[i - 1]?.startsWith('--'));
 const files = readdirSync(here)
   .filter((f) => f.endsWith('.bench.ts'))
   .filter((f) => wanted.length === 0 || wanted.some((w) => f.startsWith(w)))

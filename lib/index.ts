@@ -15,3 +15,4 @@ export { loadTrainConfig, parseTrainConfig } from './config/load-config.js';
 export type { TrainConfig, TrainConfigInput } from './config/train-config.js';
 export type { RunEvent } from './train/run-events.js';
 export { datasetLoss } from './eval/dataset-loss.js';
+export * from './export/index.js';

@@ -10,3 +10,4 @@ commands.push((await import('./generate.js')).register);
 commands.push((await import('./info.js')).register);
 commands.push((await import('./fuse.js')).register);
 commands.push((await import('./train.js')).register);
+commands.push((await import('./export.js')).register);
