@@ -62,8 +62,15 @@ export function ollamaFailure(host: string, endpoint: string, e: unknown): Error
   if (code) return new OllamaUnavailableError(host, code);
   const response = responseErrorShape.safeParse(e);
   if (response.success) return new OllamaRequestError(host, endpoint, response.data.status_code, response.data.error);
-  const message = e instanceof Error ? e.message : String(e);
-  return new OllamaRequestError(host, endpoint, undefined, message);
+  return new OllamaRequestError(host, endpoint, undefined, describe(e));
+}
+
+/** The message with its cause (undici's "fetch failed" says nothing without it). */
+function describe(e: unknown): string {
+  if (!(e instanceof Error)) return String(e);
+  const cause = e.cause instanceof Error ? e.cause : undefined;
+  const code = (cause as { code?: unknown } | undefined)?.code;
+  return cause ? `${e.message}: ${typeof code === 'string' ? `${code} ` : ''}${cause.message}` : e.message;
 }
 
 /** Runs one request, failures mapped by ollamaFailure. */

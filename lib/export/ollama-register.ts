@@ -12,7 +12,7 @@ import { pushBlob, type OllamaStatus } from './ollama-blobs.js';
 import { ollamaCall, ollamaClient, ollamaFailure, ollamaHostUrl } from './ollama-connection.js';
 import { isAdapterRefusalMessage, OllamaAdapterRefusedError, OllamaRequestError } from './ollama-errors.js';
 import { parseShowParameters } from './ollama-show.js';
-import { isVersionedName, nextVersionedName } from './ollama-versions.js';
+import { checkOllamaModelName, isVersionedName, nextVersionedName } from './ollama-versions.js';
 
 export type { OllamaStatus } from './ollama-blobs.js';
 
@@ -62,6 +62,7 @@ const showResponse = z.object({ template: z.string().optional(), parameters: z.s
 
 export async function registerWithOllama(o: OllamaRegisterOptions): Promise<OllamaRegistration> {
   if (o.kind === 'adapter' && !o.from) throw new Error('registering an adapter needs `from`: the base model Ollama holds');
+  checkOllamaModelName(o.name);
   const parameters = o.parameters === undefined ? undefined : z.record(z.string(), parameterValue).parse(o.parameters);
   const host = ollamaHostUrl(o.host);
   const client = ollamaClient(host);

@@ -4,6 +4,19 @@
  * highest number is always the newest export.
  */
 
+const PART = '[A-Za-z0-9][A-Za-z0-9._-]{0,79}';
+const MODEL_NAME = new RegExp(`^(?:${PART}(?::[0-9]+)?/)?(?:${PART}/)?${PART}(?::[A-Za-z0-9_][A-Za-z0-9._-]{0,79})?$`);
+
+/**
+ * Throws unless Ollama would take the name ([host/][namespace/]model[:tag], as model.ParseName
+ * reads it), so that a bad name fails before a long upload rather than after.
+ */
+export function checkOllamaModelName(name: string): void {
+  if (!MODEL_NAME.test(name)) {
+    throw new Error(`"${name}" is not an Ollama model name: [host/][namespace/]model[:tag], each part letters, digits, '.', '_' or '-'`);
+  }
+}
+
 /** True for a name that asks for the next version (`…-v`, no tag). */
 export function isVersionedName(name: string): boolean {
   return /-v$/i.test(name) && !name.includes(':');

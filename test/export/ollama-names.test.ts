@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { isAdapterRefusalMessage } from '../../lib/export/ollama-errors.js';
 import { goUnquote, parseShowParameters } from '../../lib/export/ollama-show.js';
-import { baseModelName, isVersionedName, nextVersionedName } from '../../lib/export/ollama-versions.js';
+import { baseModelName, checkOllamaModelName, isVersionedName, nextVersionedName } from '../../lib/export/ollama-versions.js';
 
 describe('versioned names', () => {
   it('only a tagless name ending in -v asks for a version', () => {
@@ -19,6 +19,17 @@ describe('versioned names', () => {
     expect(nextVersionedName('iceburg-v', listed)).toEqual({ name: 'iceburg-v6', version: 6 });
     expect(nextVersionedName('team/iceburg-v', listed)).toEqual({ name: 'team/iceburg-v10', version: 10 });
     expect(nextVersionedName('iceburg-v', [])).toEqual({ name: 'iceburg-v1', version: 1 });
+  });
+});
+
+describe('model names', () => {
+  it('takes what Ollama takes and refuses the rest', () => {
+    for (const ok of ['iceburg-dolphin-mistral-v', 'iceburg:latest', 'team/iceburg:q4_k_m', 'localhost:5000/team/iceburg:v1.2', 'a.b_c-d']) {
+      expect(() => checkOllamaModelName(ok), ok).not.toThrow();
+    }
+    for (const bad of ['', 'has space', '-leading-dash', 'a/b/c/d', 'x:', 'x:-tag', 'ü-model']) {
+      expect(() => checkOllamaModelName(bad), bad).toThrow(/not an Ollama model name/);
+    }
   });
 });
 

@@ -184,6 +184,12 @@ describe('registerWithOllama', () => {
     expect(isOllamaAdapterRefused(missingBase)).toBe(false);
   });
 
+  it('a bad name fails before anything is sent', async () => {
+    const server = await fake();
+    await expect(registerWithOllama({ name: 'ice burg', ggufPath: gguf, kind: 'model', host: server.host })).rejects.toThrow(/not an Ollama model name/);
+    expect(server.requests).toEqual([]);
+  });
+
   it('a server older than 0.5.5 is refused before any upload', async () => {
     const server = await fake({ version: '0.5.4' });
     await expect(registerWithOllama({ name: 'x', ggufPath: gguf, kind: 'model', host: server.host })).rejects.toThrow(/0\.5\.4 is older than 0\.5\.5/);
