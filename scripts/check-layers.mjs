@@ -13,6 +13,7 @@ export const LAYERS = [
   ['io', 'stats'],
   ['gguf'],
   ['config'],
+  ['source'],
   ['tokenizer'],
   ['data'],
   ['model'],

@@ -13,7 +13,7 @@ import { ggufToHfName, hfToGgufName } from '../gguf/tensor-names.js';
 import { tensorFromFile } from '../io/safetensors.js';
 import { architectureFromGguf, architectureFromHf, type Architecture } from '../model/architecture.js';
 import { hfWeightFiles } from '../model/load-model.js';
-import { resolveModelSource, type ModelSource } from '../model/source.js';
+import { resolveModelSource, type ModelSource } from '../source/model-source.js';
 import { dequantize, disposeAll, toTypedArray, type DType, type Tensor } from '../tensor.js';
 import { readSafetensorsFloat32, readSafetensorsHeader, type SafetensorsEntry } from './safetensors-header.js';
 

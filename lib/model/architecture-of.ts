@@ -3,7 +3,7 @@ import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { readGguf } from '../gguf/reader.js';
 import { architectureFromGguf, architectureFromHf, type Architecture } from './architecture.js';
-import { resolveModelSource } from './source.js';
+import { resolveModelSource } from '../source/model-source.js';
 
 export async function architectureOfModel(spec: string, options: { ollamaModelsDir?: string } = {}): Promise<Architecture> {
   const source = await resolveModelSource(spec, options);

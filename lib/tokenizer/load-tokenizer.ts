@@ -7,7 +7,7 @@ import { existsSync, readdirSync, statSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import { readGguf } from '../gguf/reader.js';
-import { resolveOllamaModel } from '../model/ollama.js';
+import { resolveOllamaModel } from '../source/ollama-store.js';
 import { builtinForOllamaTemplate, BUILTIN_TEMPLATES, isBuiltinTemplateName } from './builtin-templates.js';
 import { ChatTemplate } from './chat-template.js';
 import { tokenizerFromGguf } from './gguf-vocab.js';

@@ -11,7 +11,7 @@ import {
   ollamaModelsDirs,
   parseOllamaModelName,
   resolveOllamaModel,
-} from '../../lib/model/ollama.js';
+} from '../../lib/source/ollama-store.js';
 import { loadModel } from '../../lib/model/load-model.js';
 import { toTypedArray } from '../../lib/tensor.js';
 import { makeTinyModel, type TinyModel } from '../fixtures/tiny-model.js';

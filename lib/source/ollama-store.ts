@@ -171,12 +171,12 @@ export async function resolveOllamaModel(name: string, options: ResolveOllamaOpt
     const candidates = manifestCandidates(dir, ref);
     for (const path of candidates) {
       searched.push(path);
-      if (await isFile(path)) return loadModel(dir, ref, path, options);
+      if (await isFile(path)) return readOllamaManifest(dir, ref, path, options);
     }
     // Ollama compares names case-insensitively, and some versions store them lowercased.
     const listed = await listManifestFiles(dir);
     const folded = listed.find((m) => sameRef(m.ref, ref));
-    if (folded !== undefined) return loadModel(dir, ref, folded.path, options);
+    if (folded !== undefined) return readOllamaManifest(dir, ref, folded.path, options);
     available.push(...listed.map((m) => formatOllamaModelRef(m.ref)));
   }
   const have = [...new Set(available)].sort();
@@ -286,7 +286,7 @@ async function selectFromList(modelsDir: string, path: string, entries: z.infer<
   throw new Error(`Ollama manifest list ${path} has no GGUF model manifest (entries: ${seen.join(', ') || 'none'})`);
 }
 
-async function loadModel(modelsDir: string, ref: OllamaModelRef, manifestPath: string, options: ResolveOllamaOptions): Promise<OllamaModel> {
+async function readOllamaManifest(modelsDir: string, ref: OllamaModelRef, manifestPath: string, options: ResolveOllamaOptions): Promise<OllamaModel> {
   const manifest = await readManifest(modelsDir, manifestPath);
   const of = (type: string): OllamaLayer[] => manifest.layers.filter((l) => l.mediaType === type);
   const models = of(OLLAMA_MEDIA_TYPES.model);

@@ -1,7 +1,7 @@
 /** What `--model` names: an HF folder, a GGUF file, or an Ollama model resolved to its GGUF blob. */
 import { open, stat } from 'node:fs/promises';
 import { resolve } from 'node:path';
-import { resolveOllamaModel, type OllamaModel } from './ollama.js';
+import { resolveOllamaModel, type OllamaModel } from './ollama-store.js';
 
 export type ModelSource =
   | { kind: 'hf'; path: string }
