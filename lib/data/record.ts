@@ -2,18 +2,9 @@
  * The canonical training record every input format is converted into. Everything downstream
  * (filters, dedupe, templates, masks) sees only this shape.
  */
-export const ROLES = ['system', 'user', 'assistant', 'tool'] as const;
-export type Role = (typeof ROLES)[number];
-
-export interface ChatMessage {
-  role: Role;
-  content: string;
-  /** 0 excludes an assistant turn from the loss; absent or 1 trains it. Ignored for other roles. */
-  weight?: 0 | 1;
-}
-
-/** A chat goes through the chat template; plain text is trained whole, followed by EOS. */
-export type RecordBody = { kind: 'chat'; messages: ChatMessage[] } | { kind: 'text'; text: string };
+// A record's body is the conversation the tokenizer layer encodes.
+export { ROLES, type Role, type ChatMessage, type RecordBody } from '../tokenizer/conversation.js';
+import type { RecordBody } from '../tokenizer/conversation.js';
 
 export const RECORD_FORMATS = [
   'chatml',

@@ -5,7 +5,7 @@
  * span edges (boundary-encode.ts), so "inside" is exact: no prompt byte is trained, no answer byte
  * is left out.
  */
-import type { ChatMessage, RecordBody } from '../data/record.js';
+import type { ChatMessage, RecordBody } from './conversation.js';
 import { encodeAtBoundaries } from './boundary-encode.js';
 import type { ChatTemplate } from './chat-template.js';
 import { renderWithSpans } from './span-render.js';
