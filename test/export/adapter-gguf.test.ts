@@ -1,5 +1,6 @@
 import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import { getLlama, LlamaLogLevel, type Llama, type Token } from 'node-llama-cpp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { writeAdapterGguf } from '../../lib/export/adapter-gguf.js';
 import { roundToF16 } from '../../lib/gguf/float16.js';
@@ -22,8 +23,11 @@ import { tempDir } from '../helpers/temp-dir.js';
 const lora: LoraSettings = { rank: 4, alpha: 8, targets: 'all-linear' };
 const EOS = 2;
 
-/** Seeded non-zero values in every LoRA matrix (B too: training starts it at zero), saved as a training run would. */
-async function makeRandomAdapter(source: string, dir: string, seed: number): Promise<void> {
+/**
+ * Seeded non-zero values in every LoRA matrix (B too: training starts it at zero), saved as a
+ * training run would; returns the predictions of that model as it is in memory, before any file.
+ */
+async function makeRandomAdapter(source: string, dir: string, seed: number, prompt: readonly number[]): Promise<Predictions> {
   const model = await loadModel(source, { quantization: 'none', lora });
   try {
     const params = await model.native.loraParameters();
@@ -32,19 +36,79 @@ async function makeRandomAdapter(source: string, dir: string, seed: number): Pro
     await model.native.setLoraParameters(updates);
     disposeAll(Object.values(updates), Object.values(params));
     await saveAdapterFolder(model, dir, lora);
+    return await oursOf(model, prompt);
+  } finally {
+    model.dispose();
+  }
+}
+
+/** The predictions of a trained adapter's matrices put as they are into the base it was trained on (no format reading). */
+async function asTrained(source: string, adapterDir: string, settings: LoraSettings, prompt: readonly number[]): Promise<Predictions> {
+  const model = await loadModel(source, { quantization: 'none', lora: settings });
+  try {
+    const { tensors } = await loadSafetensors(join(adapterDir, 'adapters.safetensors'));
+    await model.native.setLoraParameters(tensors);
+    disposeAll(Object.values(tensors));
+    return await oursOf(model, prompt);
   } finally {
     model.dispose();
   }
 }
 
 /**
- * Greedy continuation (16 tokens) and the argmax after every prefix of the prompt. The oracle's
- * raw logits need node-llama-cpp ≥ 3.22 (`generateNext.logits`); the pinned 3.21.1 only samples,
- * so the prediction at every position is compared instead of logit values.
+ * Greedy continuation (16 tokens), the argmax after every prefix of the prompt and the
+ * log-softmax there. node-llama-cpp 3.21 gives no raw logits (the oracle's `logits` needs 3.22),
+ * only probabilities; log-softmax differs from the logits by one constant per row.
  */
 interface Predictions {
   argmax: number[];
   greedy: number[];
+  logProbs: Float32Array[];
+}
+
+function logSoftmax(row: Float32Array): Float32Array {
+  let max = -Infinity;
+  for (const x of row) max = Math.max(max, x);
+  let sum = 0;
+  for (const x of row) sum += Math.exp(x - max);
+  const lse = max + Math.log(sum);
+  return Float32Array.from(row, (x) => x - lse);
+}
+
+let llamaPromise: Promise<Llama> | undefined;
+
+/** llama.cpp's next-token log-probabilities after every prefix of `prompt`, with the adapter GGUF applied. */
+async function llamaCppLogProbs(gguf: string, adapterGguf: string | undefined, prompt: readonly number[]): Promise<Float32Array[]> {
+  llamaPromise ??= getLlama({ gpu: false, build: 'never', skipDownload: true, progressLogs: false, logLevel: LlamaLogLevel.error });
+  const model = await (await llamaPromise).loadModel({ modelPath: gguf, gpuLayers: 0 });
+  try {
+    const context = await model.createContext({
+      contextSize: 64,
+      batchSize: 64,
+      threads: 1,
+      flashAttention: false,
+      experimentalKvCacheKeyType: 'F32',
+      experimentalKvCacheValueType: 'F32',
+      ...(adapterGguf ? { lora: { adapters: [{ filePath: adapterGguf }] } } : {}),
+    });
+    try {
+      const sequence = context.getSequence();
+      const vocab = model.fileInfo.metadata.tokenizer.ggml.tokens.length;
+      const items = prompt.map((t) => [t as Token, { generateNext: { probabilities: true } }] as const);
+      const out = await sequence.controlledEvaluate(items as unknown as Parameters<typeof sequence.controlledEvaluate>[0]);
+      return prompt.map((_, i) => {
+        const probs = out[i]?.next.probabilities;
+        if (!probs) throw new Error(`llama.cpp gave no probabilities at position ${i}`);
+        const row = new Float32Array(vocab).fill(-Infinity);
+        for (const [token, p] of probs) row[token] = Math.log(p);
+        return row;
+      });
+    } finally {
+      await context.dispose();
+    }
+  } finally {
+    await model.dispose();
+  }
 }
 
 async function oursOf(model: LoadedModel, prompt: readonly number[]): Promise<Predictions> {
@@ -52,12 +116,10 @@ async function oursOf(model: LoadedModel, prompt: readonly number[]): Promise<Pr
   const flat = (await toTypedArray(t)) as Float32Array;
   t.dispose();
   const vocab = flat.length / prompt.length;
-  const argmax = prompt.map((_, i) => {
-    const row = flat.subarray(i * vocab, (i + 1) * vocab);
-    return row.indexOf(Math.max(...row));
-  });
+  const rows = prompt.map((_, i) => flat.subarray(i * vocab, (i + 1) * vocab));
+  const argmax = rows.map((row) => row.indexOf(Math.max(...row)));
   const { tokens } = await generate(model.native, prompt, { maxTokens: 16, stopTokens: [EOS] });
-  return { argmax, greedy: tokens };
+  return { argmax, greedy: tokens, logProbs: rows.map(logSoftmax) };
 }
 
 async function llamaCppOf(gguf: string, adapterGguf: string | undefined, prompt: readonly number[]): Promise<Predictions> {
@@ -66,10 +128,25 @@ async function llamaCppOf(gguf: string, adapterGguf: string | undefined, prompt:
     const argmax: number[] = [];
     for (let i = 1; i <= prompt.length; i++) argmax.push((await oracle.greedy(prompt.slice(0, i), 1))[0]!);
     const greedy = (await oracle.greedy(prompt, 16)).filter((t) => t !== EOS);
-    return { argmax, greedy };
+    return { argmax, greedy, logProbs: await llamaCppLogProbs(gguf, adapterGguf, prompt) };
   } finally {
     await oracle.dispose();
   }
+}
+
+/** Max |a − b| over every position's log-probabilities, over the range of `b`'s. */
+function diffOverRange(a: readonly Float32Array[], b: readonly Float32Array[]): number {
+  let diff = 0;
+  let lo = Infinity;
+  let hi = -Infinity;
+  b.forEach((row, i) => {
+    row.forEach((w, j) => {
+      diff = Math.max(diff, Math.abs(a[i]![j]! - w));
+      lo = Math.min(lo, w);
+      hi = Math.max(hi, w);
+    });
+  });
+  return diff / (hi - lo);
 }
 
 /** How many positions two prediction lists differ at. */
@@ -80,17 +157,27 @@ function differences(a: readonly number[], b: readonly number[]): number {
 }
 
 /** Ours and llama.cpp's (base GGUF + adapter GGUF) predictions agree, and differ from the base alone's. */
-async function expectLlamaCppAgrees(ours: Predictions, baseGguf: string, adapterGgufs: readonly string[], prompt: readonly number[]): Promise<void> {
+async function expectLlamaCppAgrees(ours: Predictions, baseGguf: string, adapterGgufs: Readonly<Partial<Record<'f32' | 'f16', string>>>, prompt: readonly number[]): Promise<void> {
   expect(ours.greedy).toHaveLength(16);
-  for (const adapterGguf of adapterGgufs) {
+  for (const [dtype, adapterGguf] of Object.entries(adapterGgufs) as ['f32' | 'f16', string][]) {
     const theirs = await llamaCppOf(baseGguf, adapterGguf, prompt);
     expect(theirs.greedy).toEqual(ours.greedy);
     expect(theirs.argmax).toEqual(ours.argmax);
+    // F32 matrices: float rounding only; F16: the matrices' own rounding (measured in the report).
+    const diff = diffOverRange(theirs.logProbs, ours.logProbs);
+    measured.push(`${dtype}: ${diff.toExponential(2)}`);
+    expect(diff).toBeLessThan(dtype === 'f32' ? 1e-4 : 2e-3);
   }
   // The adapter changes what the model predicts: the base alone predicts otherwise.
   const plain = await llamaCppOf(baseGguf, undefined, prompt);
   expect(differences(plain.argmax, ours.argmax) + differences(plain.greedy, ours.greedy)).toBeGreaterThan(4);
+  expect(diffOverRange(plain.logProbs, ours.logProbs)).toBeGreaterThan(2e-2);
 }
+
+const measured: string[] = [];
+afterAll(() => {
+  if (process.env.ADAPTER_GGUF_REPORT) console.log(`log-prob differences over their range: ${measured.join(', ')}`);
+});
 
 async function predictionsWith(source: string, adapter: string, prompt: readonly number[]): Promise<Predictions> {
   const model = await loadModel(source, { quantization: 'none', adapter });
@@ -105,6 +192,7 @@ describe('adapter GGUF for llama.cpp and Ollama', () => {
   let tiny: TinyModel;
   let hfAdapter: string;
   let ggufAdapter: string;
+  const made = new Map<string, Predictions>();
   const prompt = [1, 17, 42, 5, 260, 99, 3, 77];
 
   beforeAll(async () => {
@@ -112,8 +200,8 @@ describe('adapter GGUF for llama.cpp and Ollama', () => {
     const root = tempDir('adapter-gguf-');
     hfAdapter = join(root, 'made-on-hf');
     ggufAdapter = join(root, 'made-on-gguf');
-    await makeRandomAdapter(tiny.hfDir, hfAdapter, 100);
-    await makeRandomAdapter(tiny.ggufPath, ggufAdapter, 100);
+    made.set('hf', await makeRandomAdapter(tiny.hfDir, hfAdapter, 100, prompt));
+    made.set('gguf', await makeRandomAdapter(tiny.ggufPath, ggufAdapter, 100, prompt));
   }, 120_000);
   afterAll(async () => tiny?.cleanup());
 
@@ -182,8 +270,10 @@ describe('adapter GGUF for llama.cpp and Ollama', () => {
       const f16 = join(root, 'a-f16.gguf');
       await writeAdapterGguf(adapter, base, f32);
       await writeAdapterGguf(adapter, base, f16, { dtype: 'f16' });
-      const ours = await predictionsWith(which === 'hf' ? tiny.hfDir : tiny.ggufPath, adapter, prompt);
-      await expectLlamaCppAgrees(ours, tiny.ggufPath, [f32, f16], prompt);
+      // The model that made the adapter, and the adapter folder loaded back onto its base.
+      const ours = made.get(which)!;
+      expect(await predictionsWith(which === 'hf' ? tiny.hfDir : tiny.ggufPath, adapter, prompt)).toEqual(ours);
+      await expectLlamaCppAgrees(ours, tiny.ggufPath, { f32, f16 }, prompt);
     }, 120_000);
   }
 });
@@ -224,6 +314,8 @@ describe('adapter GGUF from a real training run on a GGUF base', () => {
     const out = join(tiny.root, 'trained.gguf');
     await writeAdapterGguf(adapter, architectureFromGguf(await readGguf(tiny.ggufPath)), out);
     const prompt = [1, 17, 42, 5, 260, 99, 3, 77];
-    await expectLlamaCppAgrees(await predictionsWith(tiny.ggufPath, adapter, prompt), tiny.ggufPath, [out], prompt);
+    const trained = await asTrained(tiny.ggufPath, adapter, { rank: 8, alpha: 16, targets: 'all-linear' }, prompt);
+    expect(await predictionsWith(tiny.ggufPath, adapter, prompt)).toEqual(trained);
+    await expectLlamaCppAgrees(trained, tiny.ggufPath, { f32: out }, prompt);
   }, 300_000);
 });
