@@ -2,7 +2,7 @@
 import { Command } from 'commander';
 import cliProgress from 'cli-progress';
 import { ConfigError } from '../../config/config-error.js';
-import type { RunEvent } from '../../train/run-events.js';
+import type { DoneEvent, RunEvent, StartEvent } from '../../train/run-events.js';
 import { train } from '../../train/trainer.js';
 
 interface TrainFlags {
@@ -19,6 +19,29 @@ function formatSeconds(s: number | null): string {
   return h > 0 ? `${h}h${String(m).padStart(2, '0')}m` : `${m}m${String(sec).padStart(2, '0')}s`;
 }
 
+/** What data.overlong did, one line per split that had records over max_seq_length. */
+export function overlongLines(event: StartEvent): string[] {
+  const o = event.overlong;
+  if (!o) return [];
+  const lines: string[] = [];
+  for (const split of ['train', 'valid', 'test'] as const) {
+    const c = o[split];
+    if (!c || c.truncated + c.truncated_away + c.dropped === 0) continue;
+    const parts = [
+      ...(c.truncated ? [`${c.truncated} cut to ${o.max_seq_length} tokens`] : []),
+      ...(c.truncated_away ? [`${c.truncated_away} left out (nothing supervised within ${o.max_seq_length} tokens)`] : []),
+      ...(c.dropped ? [`${c.dropped} left out (data.overlong: drop)`] : []),
+    ];
+    lines.push(`${split}: records longer than data.max_seq_length ${o.max_seq_length}: ${parts.join(', ')}`);
+  }
+  return lines;
+}
+
+function testLine(test: DoneEvent['test']): string {
+  if (!test) return '';
+  return `; test loss ${test.loss === null ? 'NaN/Inf' : test.loss.toFixed(4)}, perplexity ${test.perplexity?.toFixed(2) ?? '∞'} (${test.records} records)`;
+}
+
 function describe(event: RunEvent): string | undefined {
   switch (event.type) {
     case 'eval':
@@ -32,7 +55,7 @@ function describe(event: RunEvent): string | undefined {
     case 'skip':
       return `step ${event.step}: no supervised token in this update's batches, update skipped`;
     case 'done':
-      return `done (${event.reason}) after ${event.step} steps in ${formatSeconds(event.elapsed_seconds)}${event.best ? `; best val_loss ${event.best.val_loss.toFixed(4)} at step ${event.best.step}` : ''}; adapter: ${event.adapter_path}`;
+      return `done (${event.reason}) after ${event.step} steps in ${formatSeconds(event.elapsed_seconds)}${event.best ? `; best val_loss ${event.best.val_loss.toFixed(4)} at step ${event.best.step}` : ''}${testLine(event.test)}; adapter: ${event.adapter_path}`;
     default:
       return undefined;
   }
@@ -87,6 +110,7 @@ export function register(program: Command): void {
           if (event.type === 'start') {
             total = event.total_steps;
             if (event.resumed_from) say(`resuming from ${event.resumed_from}`);
+            for (const line of overlongLines(event)) say(line);
             bar!.start(total, event.step, payload);
           } else if (event.type === 'step') {
             payload = {
