@@ -5,7 +5,7 @@
  * what we wrote; values it cannot carry are refused rather than silently changed.
  */
 import { dirname, isAbsolute, relative, sep } from 'node:path';
-import { AtomicFile } from '../gguf/atomic-file.js';
+import { AtomicFile } from '../io/atomic-file.js';
 import { resolveOllamaTemplate } from './ollama-template-match.js';
 
 export type ModelfileParameterValue = number | string | string[];

@@ -10,7 +10,7 @@ import { encodeSafetensorsF32, type DenseMatrix } from '../model/adapter-safeten
 import { adapterForBase, peftTensorName, readAdapter, transpose, type AdapterWeights } from '../model/adapter-weights.js';
 import type { Architecture } from '../model/architecture.js';
 import { architectureOfModel } from '../model/architecture-of.js';
-import { replaceFolderAtomically } from '../train/atomic-folder.js';
+import { replaceFolderAtomically } from '../io/atomic-folder.js';
 import { adapterTensorName } from '../train/adapter-config.js';
 
 export interface PeftExportOptions {

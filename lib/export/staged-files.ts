@@ -7,7 +7,7 @@
 import { randomBytes } from 'node:crypto';
 import { rename, rm } from 'node:fs/promises';
 import { basename, dirname, join, resolve } from 'node:path';
-import { fsyncDir } from '../train/durable-fs.js';
+import { fsyncDir } from '../io/atomic-file.js';
 
 export const STAGED_MARK = '.export-';
 

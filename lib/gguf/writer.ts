@@ -1,5 +1,5 @@
 import { ByteBuilder } from './byte-builder.js';
-import { AtomicFile } from './atomic-file.js';
+import { AtomicFile } from '../io/atomic-file.js';
 import { ggmlTensorBytes, resolveGgmlType, type GgmlTypeInfo, type GgmlTypeName } from './ggml-type.js';
 import { encodeMetadataEntry, resolveMetadataEntry, type GgufMetadataEntry, type GgufMetadataInput } from './metadata-encoding.js';
 import { GGUF_DEFAULT_ALIGNMENT, GGUF_MAGIC, GGUF_MAX_DIMS, GGUF_MAX_TENSOR_NAME_BYTES, alignUp } from './reader.js';

@@ -8,6 +8,7 @@ import { randomBytes } from 'node:crypto';
 import { link, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import { hostname } from 'node:os';
 import { z } from 'zod';
+import { isErrno } from './atomic-file.js';
 
 const lockSchema = z.object({
   pid: z.int().min(1),
@@ -25,10 +26,6 @@ export interface FileLock {
 }
 
 type Holder = { kind: 'gone' } | { kind: 'unreadable'; reason: string } | { kind: 'held'; text: string; lock: LockContent };
-
-export function isErrno(error: unknown, ...codes: string[]): boolean {
-  return error instanceof Error && codes.includes((error as NodeJS.ErrnoException).code ?? '');
-}
 
 async function readHolder(lockPath: string): Promise<Holder> {
   let text: string;

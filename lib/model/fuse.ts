@@ -10,7 +10,7 @@ import { saveSafetensors } from '../io/safetensors.js';
 import { astype, disposeAll, tensor, toTypedArray, type DType, type Tensor } from '../tensor.js';
 import { BUILTIN_TEMPLATES, builtinForOllamaTemplate } from '../tokenizer/builtin-templates.js';
 import { tokenizerFromGguf } from '../tokenizer/gguf-vocab.js';
-import { replaceFolderAtomically } from '../train/atomic-folder.js';
+import { replaceFolderAtomically } from '../io/atomic-folder.js';
 import type { Architecture } from './architecture.js';
 import type { LoadedModel } from './load-model.js';
 

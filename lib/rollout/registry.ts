@@ -8,7 +8,7 @@ import { readFile, mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { z } from 'zod';
 import { acquireFileLock } from '../io/file-lock.js';
-import { writeFileAtomic } from '../train/durable-fs.js';
+import { writeFileAtomic } from '../io/atomic-file.js';
 
 export const REGISTRY_FILE = 'versions.json';
 const LOCK_FILE = 'versions.lock';

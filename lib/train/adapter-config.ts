@@ -13,7 +13,7 @@ import {
   type TrainConfig,
 } from '../config/train-config.js';
 import { problemsFromIssues } from '../config/zod-problems.js';
-import { writeFileAtomic } from './durable-fs.js';
+import { writeFileAtomic } from '../io/atomic-file.js';
 import { libraryVersion } from './trainer-state.js';
 
 /**

@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { mkdir, readdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { formatKeyPath, problemsFromIssues } from '../config/zod-problems.js';
-import { fsyncDir, fsyncFile, isErrno, tempName, TEMP_PREFIX, writeFileAtomic } from './durable-fs.js';
+import { fsyncDir, fsyncFile, isErrno, tempName, TEMP_PREFIX, writeFileAtomic } from '../io/atomic-file.js';
 import {
   libraryVersion,
   TRAINER_STATE_FILE,
@@ -43,12 +43,8 @@ import {
  * (run-lock.ts), taken before the store is opened.
  */
 
-export interface CheckpointFileWriter {
-  /** File name inside the checkpoint folder, e.g. "adapters.safetensors". */
-  name: string;
-  /** Writes the complete file at `filePath`, which does not exist yet. The store fsyncs it after. */
-  write: (filePath: string) => Promise<void>;
-}
+export type { FolderFileWriter as CheckpointFileWriter } from '../io/atomic-folder.js';
+import type { FolderFileWriter as CheckpointFileWriter } from '../io/atomic-folder.js';
 
 export interface CheckpointStoreOptions {
   /** How many of the newest checkpoints to keep; the best one is kept in addition. */

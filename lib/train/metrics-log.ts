@@ -1,7 +1,7 @@
 import { mkdir, open, readFile, stat, type FileHandle } from 'node:fs/promises';
 import path from 'node:path';
 import { formatKeyPath, problemsFromIssues } from '../config/zod-problems.js';
-import { isErrno } from './durable-fs.js';
+import { isErrno } from '../io/atomic-file.js';
 import { runEventSchema, type RunEvent } from './run-events.js';
 
 export const METRICS_FILE = 'metrics.jsonl';

@@ -4,7 +4,7 @@
  * fresh run does not start in a folder that already holds another run's checkpoints.
  */
 import { join } from 'node:path';
-import { recoverFolder } from './atomic-folder.js';
+import { recoverFolder } from '../io/atomic-folder.js';
 import { CheckpointStore } from './checkpoint-store.js';
 import { CHECKPOINT_FILES } from './run-checkpoint.js';
 import { acquireRunLock } from './run-lock.js';

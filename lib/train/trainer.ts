@@ -15,7 +15,7 @@ import type { RecordSource } from '../data/prepared-dataset.js';
 import { datasetLoss, type DatasetLoss } from '../eval/dataset-loss.js';
 import type { LoadedModel } from '../model/load-model.js';
 import { adapterConfigFor } from './adapter-config.js';
-import { writeFolderAtomically } from './atomic-folder.js';
+import { writeFolderAtomically } from '../io/atomic-folder.js';
 import type { CheckpointStore } from './checkpoint-store.js';
 import { MetricsLog } from './metrics-log.js';
 import { adapterWriters, checkpointWriters, restoreCheckpoint } from './run-checkpoint.js';

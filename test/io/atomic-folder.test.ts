@@ -1,8 +1,8 @@
 import { mkdir, readdir, readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { recoverFolder, writeFolderAtomically } from '../../lib/train/atomic-folder.js';
-import { tempDirs } from './fixtures/temp-dirs.js';
+import { recoverFolder, writeFolderAtomically } from '../../lib/io/atomic-folder.js';
+import { tempDirs } from '../train/fixtures/temp-dirs.js';
 
 const makeTempDir = tempDirs('mlxq-folder-');
 

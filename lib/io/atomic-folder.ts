@@ -10,13 +10,20 @@
 import { randomBytes } from 'node:crypto';
 import { mkdir, readdir, rename, rm, stat } from 'node:fs/promises';
 import path from 'node:path';
-import type { CheckpointFileWriter } from './checkpoint-store.js';
-import { fsyncDir, fsyncFile, tempName, TEMP_PREFIX } from './durable-fs.js';
+import { fsyncDir, fsyncFile, tempName, TEMP_PREFIX } from './atomic-file.js';
 
 const TRASH_PREFIX = '.trash-';
 
+/** One file of a folder written by writeFolderAtomically. */
+export interface FolderFileWriter {
+  /** File name inside the folder, e.g. "adapters.safetensors". */
+  name: string;
+  /** Writes the complete file at `filePath`, which does not exist yet; it is fsynced after. */
+  write: (filePath: string) => Promise<void>;
+}
+
 /** Writes `parent/name/` from scratch with `writers`, replacing any folder there atomically. */
-export async function writeFolderAtomically(parent: string, name: string, writers: readonly CheckpointFileWriter[]): Promise<string> {
+export async function writeFolderAtomically(parent: string, name: string, writers: readonly FolderFileWriter[]): Promise<string> {
   return replaceFolderAtomically(parent, name, async (temp) => {
     for (const writer of writers) await writer.write(path.join(temp, writer.name));
   });
