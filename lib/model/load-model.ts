@@ -6,17 +6,24 @@ import { readFile, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { z } from 'zod';
 import { device } from '../device.js';
-import { readGguf } from '../gguf/reader.js';
+import { readGguf, type GgufFile } from '../gguf/reader.js';
+import { readAdapterConfig } from '../train/adapter-config.js';
 import { native, type DType, type NativeBuildOptions, type NativeModel } from '../native.js';
 import { architectureFromGguf, architectureFromHf, type Architecture } from './architecture.js';
 import { ggufRopePeriods, loadGgufWeights } from './gguf-weights.js';
 import { loadAdapterWeights, loraSettingsOfAdapter } from './adapter.js';
 import { nativeLoraOptions, type LoraSettings } from './lora-options.js';
-import { resolveModelSource, type ModelSource } from './source.js';
+import { resolveModelSource, type ModelSource } from '../source/model-source.js';
+
+/** How the frozen base's linear weights are held: MLX affine bits and group size, or dense. */
+export type BaseQuantization = { bits: number; groupSize: number } | 'none';
 
 export interface LoadModelOptions {
-  /** QLoRA base quantization; 'none' keeps the base dense (plain LoRA). Default 4 bits, group 64. */
-  quantization?: { bits: number; groupSize: number } | 'none';
+  /**
+   * The base quantization; 'none' keeps the base dense (plain LoRA). Absent: what the adapter
+   * records, else the model as stored (defaultBaseQuantization).
+   */
+  quantization?: BaseQuantization;
   /**
    * Activations, norms and dense weights; default float32 on the CPU, on a GPU bfloat16 (float16
    * for GGUF files, see defaultComputeDtype). The choice is in LoadedModel.build and model info.
@@ -82,13 +89,40 @@ export function defaultComputeDtype(gpu: boolean, source: ModelSource['kind']): 
   return source === 'hf' ? 'bfloat16' : 'float16';
 }
 
-async function defaultBuild(
-  options: LoadModelOptions,
-  source: ModelSource['kind'],
-  mlxQuantization?: { bits: number; groupSize: number },
-): Promise<NativeBuildOptions> {
+/** Bits for GGUF types MLX cannot hold as they are (Q4_0, Q4_1 and Q8_0 are repacked as they are). */
+const GGUF_REQUANTIZED_BITS: Readonly<Record<string, number>> = { Q2_K: 2, Q3_K: 3, Q4_K: 4, Q5_0: 5, Q5_1: 5, Q5_K: 5, Q6_K: 6, Q8_1: 8, Q8_K: 8 };
+const GGUF_LINEAR = /^(output|blk\.\d+\.(attn_q|attn_k|attn_v|attn_output|ffn_gate|ffn_up|ffn_down))\.weight$/;
+
+/**
+ * A GGUF's linear weights as stored, as the loader's quantization: 'none' when they are all
+ * F32/F16/BF16 or Q4_0/Q4_1/Q8_0 (which load as they are whatever the setting); else the K-quant
+ * and Q5 types, which must be decoded and quantized again, get the widest of their bit widths at
+ * MLX's finest group size (32), the nearest MLX layout to what the file holds.
+ */
+export function ggufStoredQuantization(file: Pick<GgufFile, 'tensors'>): BaseQuantization {
+  let bits = 0;
+  for (const t of file.tensors) if (GGUF_LINEAR.test(t.name)) bits = Math.max(bits, GGUF_REQUANTIZED_BITS[t.typeName] ?? 0);
+  return bits === 0 ? 'none' : { bits, groupSize: 32 };
+}
+
+/**
+ * The base quantization when the caller names none (no `--bits`), for every command that loads a
+ * model: with an adapter that records `base_model.quantization` (adapters this library trains),
+ * that record (null: dense), so the adapter runs on the base it was trained on; otherwise (no
+ * adapter, or an mlx-lm or PEFT adapter without the record) the model as stored: a dense HF
+ * folder stays dense, an MLX-quantized folder keeps its bits and group size, a GGUF as
+ * ggufStoredQuantization says.
+ */
+export async function defaultBaseQuantization(stored: BaseQuantization, adapterDir?: string): Promise<BaseQuantization> {
+  if (adapterDir === undefined) return stored;
+  const recorded = (await readAdapterConfig(adapterDir)).base_model;
+  if (!recorded) return stored;
+  return recorded.quantization ? { bits: recorded.quantization.bits, groupSize: recorded.quantization.group_size } : 'none';
+}
+
+async function defaultBuild(options: LoadModelOptions, source: ModelSource['kind'], stored: BaseQuantization): Promise<NativeBuildOptions> {
   const gpu = (await device()).type === 'gpu';
-  const q = options.quantization ?? mlxQuantization ?? { bits: 4, groupSize: 64 };
+  const q = options.quantization ?? (await defaultBaseQuantization(stored, options.adapter));
   const kernel = options.kernel && options.kernel !== 'auto' ? options.kernel : gpu ? 'quantized-matmul' : 'dequantize-matmul';
   return {
     quantBits: q === 'none' ? 0 : q.bits,
@@ -125,7 +159,7 @@ async function loadBase(spec: string, options: LoadModelOptions): Promise<Loaded
     const json = await readJson(configPath);
     architecture = architectureFromHf(json, configPath);
     const q = mlxQuantizationSchema.safeParse((json as { quantization?: unknown }).quantization);
-    build = await defaultBuild(options, source.kind, q.success ? { bits: q.data.bits, groupSize: q.data.group_size } : undefined);
+    build = await defaultBuild(options, source.kind, q.success ? { bits: q.data.bits, groupSize: q.data.group_size } : 'none');
     model = await native().createModel(architecture, build, nativeLoraOptions(await loraFor(options, architecture.numLayers), architecture.numLayers));
     try {
       for (const file of await hfWeightFiles(source.path)) await model.loadSafetensors(file);
@@ -139,7 +173,7 @@ async function loadBase(spec: string, options: LoadModelOptions): Promise<Loaded
     architecture = architectureFromGguf(file);
     const periods = await ggufRopePeriods(file, architecture.headDim, architecture.ropeTheta);
     if (periods) architecture.ropePeriods = periods;
-    build = await defaultBuild(options, source.kind);
+    build = await defaultBuild(options, source.kind, ggufStoredQuantization(file));
     model = await native().createModel(architecture, build, nativeLoraOptions(await loraFor(options, architecture.numLayers), architecture.numLayers));
     try {
       await loadGgufWeights(model, file);

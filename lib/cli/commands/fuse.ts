@@ -9,7 +9,7 @@ interface FuseFlags {
   adapter: string;
   out: string;
   dtype: NonNullable<FuseOptions['dtype']>;
-  bits: number | 'none';
+  bits?: number | 'none';
   groupSize?: number;
   overwrite?: boolean;
 }
@@ -27,14 +27,19 @@ export function register(program: Command): void {
     .requiredOption('--adapter <dir>', 'adapter folder (adapter_config.json + adapters.safetensors)')
     .requiredOption('--out <dir>', 'the folder to write')
     .option('--dtype <dtype>', 'float16, bfloat16 or float32', dtypeArg, 'float16')
-    // A dense source is merged into its original weights by default, as PEFT merges; `--bits 4`
-    // merges into the dequantized 4-bit base the adapter was trained against instead.
-    .option('--bits <n>', "quantize the base first (2, 3, 4, 5, 6, 8), or 'none'", bitsArg, 'none' as const)
-    .option('--group-size <n>', 'quantization group size (32, 64, 128; default 64)', groupSizeArg)
+    // By default the adapter is merged into the base it was trained on (its adapter_config.json
+    // records the quantization), so the fused model computes what the adapter learned against;
+    // `--bits none` merges into the original dense weights instead, as PEFT does.
+    .option(
+      '--bits <n>',
+      "quantize the base first (2, 3, 4, 5, 6, 8), or 'none' for its original weights (default: what the adapter records; else the model as stored)",
+      bitsArg,
+    )
+    .option('--group-size <n>', 'quantization group size (32, 64, 128; default 64 with --bits)', groupSizeArg)
     .option('--overwrite', 'replace --out if it exists')
     .action(async (flags: FuseFlags) => {
-      const quantization = quantizationOf(flags.bits, flags.groupSize) ?? 'none';
-      const model = await loadModel(flags.model, { adapter: flags.adapter, quantization, computeDtype: 'float32' });
+      const quantization = quantizationOf(flags.bits, flags.groupSize);
+      const model = await loadModel(flags.model, { adapter: flags.adapter, ...(quantization ? { quantization } : {}), computeDtype: 'float32' });
       try {
         const result = await writeFusedModel(model, flags.out, { dtype: flags.dtype, ...(flags.overwrite ? { overwrite: true } : {}) });
         process.stdout.write(`fused ${result.tensors} tensors (${(result.bytes / 2 ** 30).toFixed(2)} GiB, ${flags.dtype}) into ${result.dir}\n`);

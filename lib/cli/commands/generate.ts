@@ -38,8 +38,12 @@ export function register(program: Command): void {
     .option('--top-k <k>', '0 is off', integerArg(0), 0)
     .option('--seed <s>', 'sampling seed', integerArg(0), 0)
     .option('--json', 'print {"prompt_tokens", "tokens", "text"} instead of streaming text')
-    .option('--bits <n>', "base quantization bits (2, 3, 4, 5, 6, 8) or 'none' to keep a dense base dense (default 4)", bitsArg)
-    .option('--group-size <n>', 'quantization group size (32, 64, 128; default 64)', groupSizeArg)
+    .option(
+      '--bits <n>',
+      "base quantization bits (2, 3, 4, 5, 6, 8) or 'none' for a dense base (default: what --adapter records it was trained on; else the model as stored)",
+      bitsArg,
+    )
+    .option('--group-size <n>', 'quantization group size (32, 64, 128; default 64 with --bits)', groupSizeArg)
     .action(async (flags: GenerateFlags) => {
       // Without --chat no template is rendered, so a model without one must not be refused.
       const templateChoice = flags.template ?? (flags.chat ? undefined : 'chatml');
