@@ -32,6 +32,8 @@ function edgeRows(): Array<[string, Float32Array]> {
     ['ties at half', row((i) => ((i % 17) - 8) * 0.5 + 0.25)],
     ['integer grid', row((i) => (i % 255) - 127)],
     ['half-integer grid', row((i) => (i % 32) - 15.5)],
+    // max 127 makes Q8_0's d exactly 1: every other value is a tie that roundf takes away from zero.
+    ['exact Q8_0 ties', row((i) => (i % 32 === 0 ? 127 : (i % 64) - 32 + 0.5))],
     ['tiny 1e-20', row(() => rng.normal() * 1e-20)],
     ['f32 subnormal', row((i) => (i % 3) * 1e-40)],
     ['below the all-zero threshold', row((i) => (i % 2 ? 5e-16 : -5e-16))],
@@ -90,10 +92,12 @@ describe.skipIf(oracle === undefined)('encodeTensor equals ggml_quantize_chunk',
 
   it.each(ENCODABLE_GGML_TYPES.map((t) => [t]))('%s: random matrices of several widths, any thread count', async (type: EncodableGgmlType) => {
     const rng = createRng(100 + type.length);
+    // 300 × 1024 is large enough to be split over several threads.
     for (const [rowsN, cols] of [
       [33, 768],
       [7, 256],
       [1, 4096],
+      [300, 1024],
     ] as const) {
       const v = Float32Array.from({ length: rowsN * cols }, () => rng.normal() * 0.05);
       const ggml = Buffer.from(await oracle!.quantizeRows(type, v, cols));
@@ -109,9 +113,16 @@ describe('encodeTensor inputs', () => {
   const withOracle = it.skipIf(oracle === undefined);
   withOracle('F16 and BF16 round every bit pattern as ggml does (NaN, infinities, subnormals, ties)', async () => {
     const rng = createRng(3);
+    // Mostly values in and around f16's range, a quarter of them exact f16 ties, and any bits at all.
     const bits = new Uint32Array(1 << 16);
-    for (let i = 0; i < bits.length; i++) bits[i] = Math.floor(rng.next() * 2 ** 32);
-    const special = [0x7f800000, 0xff800000, 0x7fc00000, 0xffc00001, 0x7f800001, 0x477ff000, 0x477fefff, 0x33000000, 0x33000001, 0x38800000, 0x387fffff, 0x80000000, 0x00000001, 0x3f808000, 0x3f818000, 0x3f800001];
+    for (let i = 0; i < bits.length; i++) {
+      const any = Math.floor(rng.next() * 2 ** 32) >>> 0;
+      const exponent = rng.int(96, 145);
+      let mantissa = rng.int(0, 0x7fffff);
+      if (rng.next() < 0.25) mantissa = (mantissa & ~0x1fff) | 0x1000;
+      bits[i] = i % 8 === 0 ? any : ((rng.int(0, 1) << 31) | (exponent << 23) | mantissa) >>> 0;
+    }
+    const special = [0x7f800000, 0xff800000, 0x7fc00000, 0xffc00001, 0x7f800001, 0x477ff000, 0x477fefff, 0x33000000, 0x33000001, 0x38800000, 0x387fffff, 0x80000000, 0x00000001, 0x3f801000, 0x3f803000, 0x3f800001, 0x00400000, 0x80400000];
     bits.set(special);
     const values = new Float32Array(bits.buffer);
     const t = await tensorOf(values, [values.length]);
