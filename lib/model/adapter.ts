@@ -3,7 +3,7 @@
  * layout), mlx-lm's and PEFT's (adapter_model.safetensors), in whatever q/k row order the base uses.
  */
 import { tensor, type Tensor } from '../tensor.js';
-import { describeAdapter } from './adapter-formats.js';
+import { describeAdapter, MLX_ADAPTER_WEIGHTS_FILE } from './adapter-formats.js';
 import { adapterForBase, readAdapter, type AdapterWeights } from './adapter-weights.js';
 import type { Architecture } from './architecture.js';
 import type { LoadedModel } from './load-model.js';
@@ -13,7 +13,7 @@ export { ADAPTER_CONFIG_FILE, MLX_ADAPTER_WEIGHTS_FILE, PEFT_WEIGHTS_FILE, detec
 export { adapterForBase, readAdapter, type AdapterWeights } from './adapter-weights.js';
 
 /** Our weights file (mlx-lm's name). */
-export const ADAPTER_WEIGHTS_FILE = 'adapters.safetensors';
+export const ADAPTER_WEIGHTS_FILE = MLX_ADAPTER_WEIGHTS_FILE;
 
 /** LoRA settings of an adapter read into memory, as the native model is built with them. */
 export function loraSettingsOf(adapter: Pick<AdapterWeights, 'rank' | 'alpha' | 'rslora' | 'dropout' | 'targets'> & { layers: readonly number[] }): LoraSettings {

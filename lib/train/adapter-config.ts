@@ -83,14 +83,15 @@ export type BaseModelInfo = z.output<typeof baseModelSchema>;
 /**
  * The q/k row order of a base model named by `source` (as adapter configs record it): a GGUF file
  * or an Ollama name is in llama.cpp's order, except qwen2 whose rows llama.cpp never permutes; an
- * HF folder is in HF order. A path that no longer exists counts as a GGUF file only by its name.
+ * HF folder is in HF order. A path that is gone counts as a GGUF file only by its extension.
  */
 export function inferQkRowOrder(source: string, architecture?: string): QkRowOrder {
   if (architecture === 'qwen2') return 'hf';
   if (/\.gguf$/i.test(source)) return 'gguf';
-  if (!path.isAbsolute(source)) return /^\.{0,2}[\\/]/.test(source) ? 'hf' : 'gguf';
-  const info = statSync(source, { throwIfNoEntry: false });
-  return info?.isFile() ? 'gguf' : 'hf';
+  const info = statSync(path.resolve(source), { throwIfNoEntry: false });
+  if (info) return info.isFile() ? 'gguf' : 'hf';
+  const looksLikePath = path.isAbsolute(source) || /^\.{0,2}[\\/]/.test(source);
+  return looksLikePath ? 'hf' : 'gguf';
 }
 
 /** The q/k row order an adapter config says its adapter was trained in. */

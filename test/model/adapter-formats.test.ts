@@ -232,11 +232,15 @@ describe('adapter folders: formats and errors (no MLX)', () => {
     await writeMlxLmFolder(join(root, 'hf'), h, config(tiny.hfDir), 2);
     await writeMlxLmFolder(join(root, 'qwen'), h, config('qwen2.5:0.5b', { architecture: 'qwen2' }), 2);
     await writeMlxLmFolder(join(root, 'recorded'), h, config(tiny.ggufPath, { qk_row_order: 'hf' }), 2);
+    await writeMlxLmFolder(join(root, 'gone-hf'), h, config(join(root, 'gone', 'hf-folder')), 2);
+    await writeMlxLmFolder(join(root, 'gone-gguf'), h, config(join(root, 'gone', 'model.Q4_0.gguf')), 2);
     expect((await readAdapter(join(root, 'gguf'))).rowOrder).toBe('gguf');
     expect((await readAdapter(join(root, 'ollama'))).rowOrder).toBe('gguf');
     expect((await readAdapter(join(root, 'hf'))).rowOrder).toBe('hf');
     expect((await readAdapter(join(root, 'qwen'))).rowOrder).toBe('hf');
     expect((await readAdapter(join(root, 'recorded'))).rowOrder).toBe('hf');
+    expect((await readAdapter(join(root, 'gone-hf'))).rowOrder).toBe('hf');
+    expect((await readAdapter(join(root, 'gone-gguf'))).rowOrder).toBe('gguf');
   });
 
   it('rejects inconsistent folders with the file and the key at fault', async () => {
