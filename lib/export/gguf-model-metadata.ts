@@ -6,6 +6,7 @@
 import type { GgufFile } from '../gguf/reader.js';
 import type { GgufMetadataInput } from '../gguf/metadata-encoding.js';
 import type { Architecture } from '../model/architecture.js';
+import { BUILTIN_TEMPLATES, builtinForOllamaTemplate } from '../tokenizer/builtin-templates.js';
 import { hfTokenizerMetadata } from './gguf-tokenizer.js';
 import type { WeightSource } from './weight-stream.js';
 
@@ -83,6 +84,11 @@ export async function modelMetadata(src: WeightSource, o: ModelMetadataOptions):
   if (src.gguf) {
     for (const [k, v] of copiedKeys(src.gguf, arch)) if (!out.has(k)) out.set(k, v);
     if (o.chatTemplate !== undefined) out.set('tokenizer.chat_template', o.chatTemplate);
+    else if (!out.has('tokenizer.chat_template') && src.source.kind === 'ollama' && src.source.ollama.template) {
+      // Ollama keeps the template as a Go template layer; the Jinja one it matches goes in the file.
+      const builtin = builtinForOllamaTemplate(src.source.ollama.template);
+      if (builtin) out.set('tokenizer.chat_template', BUILTIN_TEMPLATES[builtin]);
+    }
     if (!out.has('tokenizer.ggml.tokens')) throw new Error(`${src.gguf.path}: no tokenizer.ggml.tokens, so llama.cpp could not load the export`);
     return out;
   }

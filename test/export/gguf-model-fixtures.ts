@@ -15,6 +15,7 @@ import { loadModel, type LoadedModel } from '../../lib/model/load-model.js';
 import type { LoraSettings } from '../../lib/model/lora-options.js';
 import { disposeAll, tensor, type Tensor } from '../../lib/tensor.js';
 import { BUILTIN_TEMPLATES } from '../../lib/tokenizer/builtin-templates.js';
+import { tokenizerFromGguf } from '../../lib/tokenizer/gguf-vocab.js';
 import { sentencePieceGguf } from '../fixtures/tokenizers/hf-to-gguf.js';
 import { chatmlLlama2Files } from '../fixtures/tokenizers/real-tokenizers.js';
 import type { GgufEntry } from '../fixtures/tokenizers/vocab-gguf.js';
@@ -123,4 +124,11 @@ export function logSoftmax(rows: readonly Float32Array[]): Float32Array[] {
     const lse = max + Math.log(sum);
     return Float32Array.from(row, (x) => x - lse);
   });
+}
+
+/** tokenizer.json + tokenizer_config.json for a tiny model's HF folder, built from its GGUF's vocabulary. */
+export async function addTinyTokenizer(hfDir: string, ggufPath: string): Promise<void> {
+  const files = tokenizerFromGguf(await readGguf(ggufPath));
+  await writeFile(join(hfDir, 'tokenizer.json'), JSON.stringify(files.tokenizer));
+  await writeFile(join(hfDir, 'tokenizer_config.json'), JSON.stringify(files.config));
 }

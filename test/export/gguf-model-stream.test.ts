@@ -1,0 +1,232 @@
+/**
+ * The model GGUF writer beyond float exports: quantized files llama.cpp loads and runs, memory that
+ * stays at a few tensors however deep the model is, sources it merges from (sharded bf16 safetensors,
+ * a quantized GGUF), and bad input that names the file and leaves nothing at the output path.
+ */
+import { copyFile, stat, truncate } from 'node:fs/promises';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { writeGgufModel } from '../../lib/export/gguf-model.js';
+import { readGguf } from '../../lib/gguf/reader.js';
+import { readTensorFloat32 } from '../../lib/gguf/tensor-data.js';
+import { generate } from '../../lib/model/generate.js';
+import { loadModel } from '../../lib/model/load-model.js';
+import { native } from '../../lib/native.js';
+import { toTypedArray } from '../../lib/tensor.js';
+import { openLlamaCppOracle } from '../fixtures/llama-cpp-oracle.js';
+import { makeTinyModel, type TinyModel } from '../fixtures/tiny-model.js';
+import { tempDir } from '../helpers/temp-dir.js';
+import { addTinyTokenizer, llamaCppLogProbs, logSoftmax, makeAdapter } from './gguf-model-fixtures.js';
+
+const PROMPTS = [
+  [1, 17, 42, 5, 260, 99, 3, 77],
+  [1, 300, 301, 45, 46, 47],
+];
+
+async function lastLogits(base: string, adapter: string | undefined, prompt: number[]): Promise<Float32Array> {
+  const model = await loadModel(base, { ...(adapter ? { adapter } : {}), quantization: 'none' });
+  try {
+    const t = await model.native.logits({ shape: [1, prompt.length], tokens: Int32Array.from(prompt) });
+    const v = (await toTypedArray(t)) as Float32Array;
+    t.dispose();
+    return v.slice(v.length - v.length / prompt.length);
+  } finally {
+    model.dispose();
+  }
+}
+
+/** Over the entries llama.cpp's softmax did not underflow to zero. */
+function maxAbsDiff(a: Float32Array, b: Float32Array): number {
+  let m = 0;
+  for (let i = 0; i < a.length; i++) if (Number.isFinite(b[i]!)) m = Math.max(m, Math.abs(a[i]! - b[i]!));
+  return m;
+}
+
+/** Pearson correlation over the entries llama.cpp's softmax did not underflow to zero. */
+function correlation(a: Float32Array, b: Float32Array): number {
+  let n = 0;
+  let sa = 0;
+  let sb = 0;
+  for (let i = 0; i < a.length; i++) {
+    if (!Number.isFinite(b[i]!)) continue;
+    n++;
+    sa += a[i]!;
+    sb += b[i]!;
+  }
+  const ma = sa / n;
+  const mb = sb / n;
+  let cov = 0;
+  let va = 0;
+  let vb = 0;
+  for (let i = 0; i < a.length; i++) {
+    if (!Number.isFinite(b[i]!)) continue;
+    cov += (a[i]! - ma) * (b[i]! - mb);
+    va += (a[i]! - ma) ** 2;
+    vb += (b[i]! - mb) ** 2;
+  }
+  return cov / Math.sqrt(va * vb);
+}
+
+function range(a: Float32Array): number {
+  let lo = Infinity;
+  let hi = -Infinity;
+  for (const v of a) {
+    lo = Math.min(lo, v);
+    hi = Math.max(hi, v);
+  }
+  return hi - lo;
+}
+
+describe('quantized model GGUFs in llama.cpp', () => {
+  let tiny: TinyModel;
+  let dir: string;
+  let adapter: string;
+  beforeAll(async () => {
+    dir = tempDir('gguf-model-q-');
+    // Widths of 256 so every K-quant applies. Two layers: a random decoder amplifies every
+    // perturbation layer by layer (llama.cpp also rounds activations to 8 bits in quantized dot
+    // products), and deeper ones drift far from any float forward.
+    tiny = await makeTinyModel({ layers: 2, hidden: 256, heads: 4, kvHeads: 2, intermediate: 512, vocab: 384, seed: 41, dir: join(dir, 'tiny') });
+    await addTinyTokenizer(tiny.hfDir, tiny.ggufPath);
+    adapter = join(dir, 'adapter');
+    await makeAdapter(tiny.hfDir, adapter, 900);
+  }, 180_000);
+  afterAll(async () => tiny?.cleanup());
+
+  for (const type of ['f32', 'q8_0', 'q4_0', 'q4_k_m'] as const) {
+    it(`${type}: llama.cpp loads it and reads it as our decoder does; its logits follow our F32 forward`, async () => {
+      const out = join(dir, `${type}.gguf`);
+      await writeGgufModel({ source: tiny.hfDir, adapter }, out, { type });
+      const file = await readGguf(out);
+      expect(file.metadata.get('general.quantization_version')).toBe(type === 'f32' ? undefined : 2);
+      const types = new Set(file.tensors.map((t) => t.typeName));
+      expect(types.has({ f32: 'F32', q8_0: 'Q8_0', q4_0: 'Q4_0', q4_k_m: 'Q4_K' }[type])).toBe(true);
+      const theirRows = await llamaCppLogProbs(out, PROMPTS);
+      const oracle = await openLlamaCppOracle(out);
+      try {
+        for (const [n, p] of PROMPTS.entries()) {
+          const ours = await lastLogits(tiny.hfDir, adapter, p);
+          const theirs = theirRows[PROMPTS.slice(0, n + 1).reduce((a, q) => a + q.length, 0) - 1]!;
+          const gap = maxAbsDiff(logSoftmax([ours])[0]!, theirs) / range(ours);
+          const oursOfFile = await lastLogits(out, undefined, p);
+          const fileGap = maxAbsDiff(logSoftmax([oursOfFile])[0]!, theirs) / range(oursOfFile);
+          const r = correlation(logSoftmax([ours])[0]!, theirs);
+          console.log(`${type}: max |Δlogit| / range ${gap.toExponential(3)} vs F32 (correlation ${r.toFixed(5)}), ${fileGap.toExponential(3)} vs our forward of the file`);
+          // llama.cpp reads the file as our decoder does, up to its 8-bit rounding of activations in
+          // quantized dot products (measured ≤ 6% of the range at the worst of 384 logits); a
+          // misplaced block or row would put the two forwards on unrelated scales (gap ≈ 1).
+          expect(fileGap).toBeLessThan(type === 'f32' ? 1e-4 : 0.1);
+          // Against the unquantized forward: the logits stay correlated (measured ≥ 0.996 for Q8_0;
+          // 0.67–0.90 for 4 bits, which on random Gaussian weights errs by ~10% of each weight); a
+          // wrong row order or block layout gives unrelated logits, correlated near 0.
+          expect(r).toBeGreaterThan(type === 'f32' ? 0.99999 : type === 'q8_0' ? 0.99 : 0.5);
+        }
+        const theirs = await oracle.greedy(PROMPTS[0]!, 4);
+        expect(theirs).toHaveLength(4);
+        if (type === 'q8_0') {
+          const model = await loadModel(tiny.hfDir, { adapter, quantization: 'none' });
+          try {
+            expect((await generate(model.native, PROMPTS[0]!, { maxTokens: 4 })).tokens.slice(0, 2)).toEqual(theirs.slice(0, 2));
+          } finally {
+            model.dispose();
+          }
+        }
+      } finally {
+        await oracle.dispose();
+      }
+    }, 120_000);
+  }
+});
+
+describe('streaming', () => {
+  let tiny: TinyModel;
+  let dir: string;
+  let adapter: string;
+  beforeAll(async () => {
+    dir = tempDir('gguf-model-mem-');
+    tiny = await makeTinyModel({ layers: 8, hidden: 256, heads: 4, kvHeads: 2, intermediate: 512, vocab: 384, seed: 45, dir: join(dir, 'tiny') });
+    await addTinyTokenizer(tiny.hfDir, tiny.ggufPath);
+    adapter = join(dir, 'adapter');
+    await makeAdapter(tiny.hfDir, adapter, 950);
+  }, 180_000);
+  afterAll(async () => tiny?.cleanup());
+
+  it('holds a few tensors at a time: MLX peak memory stays under 3 weights, however many layers', async () => {
+    const out = join(dir, 'stream.gguf');
+    const largest = 512 * 256 * 4; // ffn_gate/ffn_up, the biggest matrices
+    const total = (await stat(join(tiny.hfDir, 'model.safetensors'))).size;
+    await native().clearCache();
+    await native().resetPeakMemory();
+    const active: number[] = [];
+    await writeGgufModel({ source: tiny.hfDir, adapter }, out, {
+      type: 'f32',
+      onProgress: () => active.push(native().externalMemory()),
+    });
+    const { peak } = await native().memory();
+    console.log(`peak MLX memory ${peak} B; largest tensor ${largest} B; model ${total} B; external memory at progress ${Math.max(...active)} B`);
+    expect(total).toBeGreaterThan(15 * largest);
+    expect(peak).toBeLessThan(3 * largest);
+    expect(active.length).toBe((await readGguf(out)).tensors.length);
+  }, 120_000);
+});
+
+describe('sources and bad input', () => {
+  let tiny: TinyModel;
+  let dir: string;
+  beforeAll(async () => {
+    dir = tempDir('gguf-model-src-');
+    tiny = await makeTinyModel({ layers: 2, hidden: 64, heads: 4, kvHeads: 2, intermediate: 128, vocab: 384, seed: 43, dtype: 'bf16', shards: 3, ggufType: 'Q8_0', dir: join(dir, 'tiny') });
+  }, 60_000);
+  afterAll(async () => tiny?.cleanup());
+
+  it('sharded bf16 safetensors and a Q8_0 GGUF give the same F32 tensors (q/k rows permuted for the HF one)', async () => {
+    const fromHf = join(dir, 'from-hf.gguf');
+    const fromGguf = join(dir, 'from-gguf.gguf');
+    // An HF source needs its tokenizer.json; this one has the tiny GGUF's pieces and merges.
+    await addTinyTokenizer(tiny.hfDir, tiny.ggufPath);
+    await writeGgufModel({ source: tiny.hfDir }, fromHf, { type: 'f32' });
+    await writeGgufModel({ source: tiny.ggufPath }, fromGguf, { type: 'f32' });
+    const a = await readGguf(fromHf);
+    const b = await readGguf(fromGguf);
+    expect(a.tensors.map((t) => t.name).sort()).toEqual(b.tensors.map((t) => t.name).sort());
+    for (const t of a.tensors) {
+      const x = await readTensorFloat32(a, t);
+      const y = await readTensorFloat32(b, t.name);
+      expect(Buffer.from(x.buffer).equals(Buffer.from(y.buffer)), t.name).toBe(true);
+    }
+    for (const key of ['llama.block_count', 'llama.attention.head_count_kv', 'llama.rope.freq_base', 'llama.attention.layer_norm_rms_epsilon', 'llama.vocab_size']) {
+      expect(a.metadata.get(key), key).toBe(b.metadata.get(key));
+      expect(a.metadataTypes.get(key), key).toBe(b.metadataTypes.get(key));
+    }
+    expect(a.metadata.get('tokenizer.ggml.tokens')).toEqual(b.metadata.get('tokenizer.ggml.tokens'));
+  });
+
+  it('a missing base is an error naming it; nothing is written', async () => {
+    const out = join(dir, 'missing.gguf');
+    await expect(writeGgufModel({ source: join(dir, 'no-such-model') }, out, { type: 'f16' })).rejects.toThrow(/no-such-model/);
+    await expect(stat(out)).rejects.toThrow(/ENOENT/);
+  });
+
+  it('a truncated source GGUF is an error naming the file; nothing is written', async () => {
+    const broken = join(dir, 'truncated.gguf');
+    await copyFile(tiny.ggufPath, broken);
+    await truncate(broken, (await stat(broken)).size - 1000);
+    const out = join(dir, 'from-truncated.gguf');
+    await expect(writeGgufModel({ source: broken }, out, { type: 'f16' })).rejects.toThrow(/truncated\.gguf.*truncated/);
+    await expect(stat(out)).rejects.toThrow(/ENOENT/);
+  });
+
+  it('an aborted export leaves nothing at the output path', async () => {
+    const out = join(dir, 'aborted.gguf');
+    const controller = new AbortController();
+    const run = writeGgufModel({ source: tiny.ggufPath }, out, {
+      type: 'f32',
+      signal: controller.signal,
+      onProgress: (p) => {
+        if (p.done === 3) controller.abort();
+      },
+    });
+    await expect(run).rejects.toThrow(/abort/i);
+    await expect(stat(out)).rejects.toThrow(/ENOENT/);
+  });
+});
