@@ -1,14 +1,18 @@
 /**
  * Blob upload by sha256 (`HEAD`/`POST /api/blobs/sha256:<hex>`). ollama-js 0.6.4 has no blob call,
- * so this is plain fetch: HEAD answers 200 when the server holds the blob (no upload then), else
- * the file is streamed from disk, never read into memory, and the server checks its digest.
+ * so HEAD is plain fetch: 200 means the server holds the blob (no upload then). The upload is a
+ * node:http request fed by a stream pipeline: fetch (undici in Node 20) buffered a whole 512 MB
+ * file it was given as a stream (arrayBuffers 512 MB at the peak), a pipeline holds a few chunks.
+ * The server checks the digest.
  */
 import { createHash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
 import { stat } from 'node:fs/promises';
-import { Readable, Transform } from 'node:stream';
+import { request as httpRequest } from 'node:http';
+import { request as httpsRequest } from 'node:https';
 import { pipeline } from 'node:stream/promises';
-import { errorBodyOf, ollamaFailure } from './ollama-connection.js';
+import { z } from 'zod';
+import { ollamaFailure } from './ollama-connection.js';
 import { OllamaDigestMismatchError, OllamaRequestError } from './ollama-errors.js';
 
 export interface OllamaStatus {
@@ -50,44 +54,57 @@ export async function uploadBlob(
   const total = (await stat(path)).size;
   const status = `uploading ${digest}`;
   onStatus?.({ status, digest, completed: 0, total });
-  const source = createReadStream(path);
-  const counted = source.pipe(byteCounter(total, (completed) => onStatus?.({ status, digest, completed, total })));
-  source.on('error', (e) => counted.destroy(e));
-  const body = Readable.toWeb(counted);
-  let res: Response;
+  let res: { status: number; body: string };
   try {
-    // duplex 'half' is what undici requires for a streamed request body.
-    const init = { method: 'POST', body, duplex: 'half', headers: { 'Content-Type': 'application/octet-stream' } };
-    res = await fetch(`${host}/api/blobs/${digest}`, init as RequestInit);
+    res = await postFile(`${host}/api/blobs/${digest}`, path, total, (completed) => onStatus?.({ status, digest, completed, total }));
   } catch (e) {
     throw ollamaFailure(host, endpoint, e);
   }
-  if (res.status === 200 || res.status === 201) {
-    await res.body?.cancel();
-    return;
-  }
-  const message = await errorBodyOf(res);
+  if (res.status === 200 || res.status === 201) return;
+  const message = errorMessageOf(res.body) ?? `HTTP ${res.status}`;
   if (res.status === 400 && /digest mismatch/i.test(message)) {
     throw new OllamaDigestMismatchError(host, endpoint, res.status, message, path);
   }
   throw new OllamaRequestError(host, endpoint, res.status, message);
 }
 
-/** Passes bytes through, reporting the running count at most every 1% (and at the end). */
-function byteCounter(total: number, report: (completed: number) => void): Transform {
+/** POSTs the file as the body; reports the running byte count at most every 1% and at the end. */
+function postFile(url: string, path: string, size: number, report: (completed: number) => void): Promise<{ status: number; body: string }> {
+  const step = Math.max(1, Math.floor(size / 100));
   let completed = 0;
   let reported = 0;
-  const step = Math.max(1, Math.floor(total / 100));
-  return new Transform({
-    transform(chunk: Buffer, _enc, done) {
+  async function* counted(source: AsyncIterable<Buffer>): AsyncGenerator<Buffer> {
+    for await (const chunk of source) {
       completed += chunk.byteLength;
-      if (completed - reported >= step || completed === total) {
+      if (completed - reported >= step || completed === size) {
         reported = completed;
         report(completed);
       }
-      done(null, chunk);
-    },
+      yield chunk;
+    }
+  }
+  return new Promise((resolve, reject) => {
+    const target = new URL(url);
+    const headers = { 'Content-Type': 'application/octet-stream', 'Content-Length': String(size) };
+    const req = (target.protocol === 'https:' ? httpsRequest : httpRequest)(target, { method: 'POST', headers }, (res) => {
+      const chunks: Buffer[] = [];
+      res.on('data', (c: Buffer) => chunks.push(c));
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, body: Buffer.concat(chunks).toString('utf8') }));
+      res.on('error', reject);
+    });
+    req.on('error', reject);
+    // A server that answers before reading everything (a blob it already holds) ends the pipeline early; its answer counts.
+    pipeline(createReadStream(path), counted, req).catch(reject);
   });
+}
+
+function errorMessageOf(body: string): string | undefined {
+  try {
+    const parsed = z.object({ error: z.string() }).safeParse(JSON.parse(body));
+    return parsed.success ? parsed.data.error : body.trim() || undefined;
+  } catch {
+    return body.trim() || undefined;
+  }
 }
 
 /** Makes sure the server holds the file's blob; returns its digest and whether it was uploaded. */

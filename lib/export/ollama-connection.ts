@@ -41,8 +41,9 @@ const CONNECT_ERRORS = new Set(['ECONNREFUSED', 'ENOTFOUND', 'EAI_AGAIN', 'EHOST
 
 /** The system error code under a failed fetch (undici wraps it, sometimes in an AggregateError). */
 function connectCode(e: unknown): string | undefined {
-  let cause: unknown = e instanceof Error ? e.cause : undefined;
-  for (let depth = 0; depth < 3 && cause instanceof Error; depth++) {
+  // node:http puts the code on the error itself, fetch (undici) on its cause.
+  let cause: unknown = e;
+  for (let depth = 0; depth < 4 && cause instanceof Error; depth++) {
     const code = (cause as { code?: unknown }).code;
     if (typeof code === 'string' && CONNECT_ERRORS.has(code)) return code;
     const inner = (cause as { errors?: unknown }).errors;
@@ -79,20 +80,5 @@ export async function ollamaCall<T>(host: string, endpoint: string, call: () => 
     return await call();
   } catch (e) {
     throw ollamaFailure(host, endpoint, e);
-  }
-}
-
-/** The server's JSON error body ({"error": "..."}), or its text. */
-export async function errorBodyOf(res: Response): Promise<string> {
-  const text = await res.text().catch(() => '');
-  const parsed = z.object({ error: z.string() }).safeParse(safeJson(text));
-  return parsed.success ? parsed.data.error : text.trim() || res.statusText;
-}
-
-function safeJson(text: string): unknown {
-  try {
-    return JSON.parse(text);
-  } catch {
-    return undefined;
   }
 }
