@@ -25,14 +25,16 @@ function referenceConfig(tiny: TinyModel): ReferenceConfig {
 }
 
 /** Seeded values for every LoRA matrix (`zeroB` keeps B at zero); returns them as the reference's adapters. */
-async function setAdapter(model: LoadedModel, scale: number, zeroB = false): Promise<ReferenceLora> {
+async function setAdapter(model: LoadedModel, scale: number, zeroB = false, bFactor = 1): Promise<ReferenceLora> {
   const params = await model.native.loraParameters();
   const updates: Record<string, Tensor> = {};
   const values = new Map<string, Float32Array>();
   let seed = 900;
+  const r = Object.values(params)[0]!.shape[1]!;
   for (const [name, p] of Object.entries(params)) {
     const n = p.shape[0]! * p.shape[1]!;
-    const v = zeroB && name.endsWith('lora_b') ? new Float32Array(n) : seededFloats(n, seed++).map((x) => x * 0.3);
+    const isB = name.endsWith('lora_b');
+    const v = zeroB && isB ? new Float32Array(n) : seededFloats(n, seed++).map((x) => x * 0.3 * (isB ? bFactor : 1));
     values.set(name, v);
     updates[name] = await tensor(v, p.shape);
   }
@@ -42,7 +44,7 @@ async function setAdapter(model: LoadedModel, scale: number, zeroB = false): Pro
   for (const name of values.keys()) {
     if (!name.endsWith('.lora_a')) continue;
     const path = name.slice(0, -'.lora_a'.length);
-    adapters.set(path, { a: values.get(name)!, b: values.get(`${path}.lora_b`)!, rank });
+    adapters.set(path, { a: values.get(name)!, b: values.get(`${path}.lora_b`)!, rank: r });
   }
   return { scale, adapters };
 }
@@ -54,20 +56,42 @@ describe('LoRA scaling, dropout and tied embeddings against the float64 referenc
   });
   afterAll(async () => tiny?.cleanup());
 
-  for (const rslora of [false, true]) {
-    it(`${rslora ? 'rsLoRA scales by alpha/√r' : 'LoRA scales by alpha/r'}`, async () => {
-      const model = await loadModel(tiny.hfDir, { quantization: 'none', lora: { rank, alpha, rslora, targets: ['q_proj', 'up_proj'] } });
+  // Rank 4 alone could not tell alpha/√r from, say, 2·alpha/r; 9 and 16 can.
+  for (const r of [4, 9, 16]) {
+    for (const rslora of [false, true]) {
+      it(`rank ${r}: ${rslora ? 'rsLoRA scales by alpha/√r' : 'LoRA scales by alpha/r'}`, async () => {
+        const model = await loadModel(tiny.hfDir, { quantization: 'none', lora: { rank: r, alpha, rslora, targets: ['q_proj', 'up_proj'] } });
+        try {
+          const scale = rslora ? alpha / Math.sqrt(r) : alpha / r;
+          const lora = await setAdapter(model, scale);
+          const cfg = referenceConfig(tiny);
+          const got = await logitsOf(model);
+          expect(relativeError(got, referenceLogits(cfg, tiny.weights, seq, { lora }))).toBeLessThan(1e-4);
+          // The other scaling would be measurably off.
+          const other = { ...lora, scale: rslora ? alpha / r : alpha / Math.sqrt(r) };
+          expect(relativeError(got, referenceLogits(cfg, tiny.weights, seq, { lora: other }))).toBeGreaterThan(1e-3);
+        } finally {
+          model.dispose();
+        }
+      });
+    }
+
+    it(`rank ${r}: rsLoRA's adapter acts as plain LoRA's with B scaled by √r`, async () => {
+      // alpha/√r = (alpha/r)·√r, and the branch is scale·(x·A)·B: the two models must agree.
+      const rs = await loadModel(tiny.hfDir, { quantization: 'none', lora: { rank: r, alpha, rslora: true, targets: ['q_proj', 'up_proj'] } });
+      const plain = await loadModel(tiny.hfDir, { quantization: 'none', lora: { rank: r, alpha, targets: ['q_proj', 'up_proj'] } });
       try {
-        const scale = rslora ? alpha / Math.sqrt(rank) : alpha / rank;
-        const lora = await setAdapter(model, scale);
-        const cfg = referenceConfig(tiny);
-        const got = await logitsOf(model);
-        expect(relativeError(got, referenceLogits(cfg, tiny.weights, seq, { lora }))).toBeLessThan(1e-4);
-        // The other scaling would be measurably off.
-        const other = { ...lora, scale: rslora ? alpha / rank : alpha / Math.sqrt(rank) };
-        expect(relativeError(got, referenceLogits(cfg, tiny.weights, seq, { lora: other }))).toBeGreaterThan(1e-3);
+        await setAdapter(rs, alpha / Math.sqrt(r));
+        await setAdapter(plain, alpha / r, false, Math.sqrt(r));
+        const base = await logitsOf(rs, false);
+        const got = await logitsOf(rs);
+        const want = await logitsOf(plain);
+        expect(relativeError(got, want)).toBeLessThan(1e-5);
+        // …and the adapters move the logits well beyond that.
+        expect(relativeError(base, want)).toBeGreaterThan(1e-2);
       } finally {
-        model.dispose();
+        rs.dispose();
+        plain.dispose();
       }
     });
   }
