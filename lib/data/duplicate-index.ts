@@ -103,6 +103,10 @@ function forEachCollision(path: string, onCollision: (first: number, record: num
   }
 }
 
+function partitionWriter(dir: string, kind: string, partition: number): BufferedFileWriter {
+  return new BufferedFileWriter(join(dir, `${kind}-${partition}.u32`), { bufferBytes: 1 << 16 });
+}
+
 export class DuplicateIndex {
   private readonly partitions: number;
   private readonly exactWriters: BufferedFileWriter[];
@@ -114,14 +118,27 @@ export class DuplicateIndex {
   constructor(
     private readonly dir: string,
     private readonly options: DuplicateIndexOptions = {},
+    opened?: { exact: BufferedFileWriter[]; band: BufferedFileWriter[] },
   ) {
     this.partitions = options.partitions ?? 64;
     mkdirSync(dir, { recursive: true });
-    const writers = (kind: string) =>
-      Array.from({ length: this.partitions }, (_, p) => new BufferedFileWriter(join(dir, `${kind}-${p}.u32`), { bufferBytes: 1 << 16 }));
-    this.exactWriters = writers('exact');
-    this.bandWriters = options.near ? writers('band') : [];
+    const writers = (kind: string) => Array.from({ length: this.partitions }, (_, p) => partitionWriter(dir, kind, p));
+    this.exactWriters = opened?.exact ?? writers('exact');
+    this.bandWriters = options.near ? (opened?.band ?? writers('band')) : [];
     this.signatures = options.near ? new BufferedFileWriter(join(dir, 'signatures.u8')) : undefined;
+  }
+
+  /** The same index, its partition files opened with a turn of the event loop between them (they are many). */
+  static async open(dir: string, options: DuplicateIndexOptions, turns: EventLoopTurns): Promise<DuplicateIndex> {
+    mkdirSync(dir, { recursive: true });
+    const opened = { exact: [] as BufferedFileWriter[], band: [] as BufferedFileWriter[] };
+    for (const kind of options.near ? (['exact', 'band'] as const) : (['exact'] as const)) {
+      for (let p = 0; p < (options.partitions ?? 64); p++) {
+        await turns.take();
+        opened[kind].push(partitionWriter(dir, kind, p));
+      }
+    }
+    return new DuplicateIndex(dir, options, opened);
   }
 
   private put(writers: BufferedFileWriter[], hi: number, lo: number, record: number): void {

@@ -173,13 +173,13 @@ export async function prepareDataset(input: PrepareOptionsInput, hooks: PrepareH
   const maskOut = new BufferedFileWriter(join(tmp, 'all.mask.u8'));
   const rowsOut = new BufferedFileWriter(join(tmp, 'rows.bin'));
   const spillOut = opts.emit.length > 0 ? new BufferedFileWriter(join(tmp, 'records.jsonl')) : undefined;
+  const turns = new EventLoopTurns();
   const lsh = opts.dedupe && opts.nearDuplicateThreshold !== null ? lshParams(opts.nearDuplicateThreshold) : undefined;
   const dupes = opts.dedupe
-    ? new DuplicateIndex(join(tmp, 'dedupe'), lsh ? { near: { signatureBytes: NUM_PERM, acceptAt: lsh.acceptAt } } : {})
+    ? await DuplicateIndex.open(join(tmp, 'dedupe'), lsh ? { near: { signatureBytes: NUM_PERM, acceptAt: lsh.acceptAt } } : {}, turns)
     : undefined;
   if (lsh) report.duplicates.nearDetection = { threshold: opts.nearDuplicateThreshold!, acceptAt: lsh.acceptAt, bands: lsh.bands, rows: lsh.rows, permutations: NUM_PERM };
   const row = new DataView(new ArrayBuffer(ROW_BYTES));
-  const turns = new EventLoopTurns();
   const qualityJoin = new QualityJoin();
   const sources: Manifest['sources'] = [];
   let candidates = 0;
