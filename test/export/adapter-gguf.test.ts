@@ -1,4 +1,4 @@
-import { readFile, writeFile } from 'node:fs/promises';
+import { open, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { getLlama, LlamaLogLevel, type Llama, type Token } from 'node-llama-cpp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -16,6 +16,7 @@ import { train } from '../../lib/train/trainer.js';
 import { prepareDataset } from '../../lib/data/prepare.js';
 import { openLlamaCppOracle } from '../fixtures/llama-cpp-oracle.js';
 import { makeTinyModel, qkPermutation, type TinyModel } from '../fixtures/tiny-model.js';
+import { makeTrainFixture, type TrainFixture } from '../fixtures/train-fixture.js';
 import { saveAdapterFolder } from '../helpers/adapter-folder.js';
 import { seededFloats } from '../helpers/reference.js';
 import { tempDir } from '../helpers/temp-dir.js';
@@ -278,6 +279,40 @@ describe('adapter GGUF for llama.cpp and Ollama', () => {
   }
 });
 
+const TRAINED_LORA: LoraSettings = { rank: 8, alpha: 16, targets: 'all-linear' };
+
+/** A short real run (B starts at zero); checks the row order its adapter records and that B moved. */
+async function trainShortRun(model: string, prepared: string, maxSeqLength: number, output: string, rowOrder: 'hf' | 'gguf'): Promise<string> {
+  const handle = train({
+    model,
+    data: { train: prepared, max_seq_length: maxSeqLength },
+    lora: { ...TRAINED_LORA, targets: 'all-linear', dropout: 0 },
+    quantization: 'none',
+    training: { learning_rate: 2e-2, batch_size: 4, grad_accumulation: 1, max_steps: 10, warmup_steps: 1, schedule: 'constant', seed: 7, grad_checkpointing: false },
+    eval: { every_steps: 0, early_stopping_patience: 0 },
+    checkpoint: { every_steps: 0, keep_last: 1 },
+    output,
+  });
+  for await (const _ of handle);
+  const adapter = (await handle.done).adapter_path!;
+  const config = JSON.parse(await readFile(join(adapter, 'adapter_config.json'), 'utf8')) as { base_model: { qk_row_order: string } };
+  expect(config.base_model.qk_row_order).toBe(rowOrder);
+  const { tensors } = await loadSafetensors(join(adapter, 'adapters.safetensors'));
+  const qB = (await toTypedArray(tensors['model.layers.1.self_attn.q_proj.lora_b']!)) as Float32Array;
+  disposeAll(Object.values(tensors));
+  expect(Math.max(...qB.map(Math.abs))).toBeGreaterThan(1e-3);
+  return adapter;
+}
+
+/** The trained model (its matrices as trained, on its training base) against llama.cpp's base GGUF + adapter GGUF. */
+async function expectTrainedRunsInLlamaCpp(trainedOn: string, baseGguf: string, adapter: string, prompt: readonly number[]): Promise<void> {
+  const out = join(tempDir('adapter-gguf-trained-'), 'trained.gguf');
+  await writeAdapterGguf(adapter, architectureFromGguf(await readGguf(baseGguf)), out);
+  const trained = await asTrained(trainedOn, adapter, TRAINED_LORA, prompt);
+  expect(await predictionsWith(trainedOn, adapter, prompt)).toEqual(trained);
+  await expectLlamaCppAgrees(trained, baseGguf, { f32: out }, prompt);
+}
+
 describe('adapter GGUF from a real training run on a GGUF base', () => {
   let tiny: TinyModel;
   let prepared: string;
@@ -292,30 +327,35 @@ describe('adapter GGUF from a real training run on a GGUF base', () => {
   afterAll(async () => tiny?.cleanup());
 
   it('llama.cpp with the adapter GGUF predicts what the trained model predicts', async () => {
-    const handle = train({
-      model: tiny.ggufPath,
-      data: { train: prepared, max_seq_length: 48 },
-      lora: { rank: 8, alpha: 16, dropout: 0, targets: 'all-linear' },
-      quantization: 'none',
-      training: { learning_rate: 2e-2, batch_size: 4, grad_accumulation: 1, max_steps: 10, warmup_steps: 1, schedule: 'constant', seed: 7, grad_checkpointing: false },
-      eval: { every_steps: 0, early_stopping_patience: 0 },
-      checkpoint: { every_steps: 0, keep_last: 1 },
-      output: join(tiny.root, 'run'),
-    });
-    for await (const _ of handle);
-    const adapter = (await handle.done).adapter_path!;
-    const config = JSON.parse(await readFile(join(adapter, 'adapter_config.json'), 'utf8')) as { base_model: { qk_row_order: string } };
-    expect(config.base_model.qk_row_order).toBe('gguf');
-    const { tensors } = await loadSafetensors(join(adapter, 'adapters.safetensors'));
-    const qB = (await toTypedArray(tensors['model.layers.1.self_attn.q_proj.lora_b']!)) as Float32Array;
-    disposeAll(Object.values(tensors));
-    expect(Math.max(...qB.map(Math.abs))).toBeGreaterThan(1e-3); // training moved B off zero
+    const adapter = await trainShortRun(tiny.ggufPath, prepared, 48, join(tiny.root, 'run'), 'gguf');
+    await expectTrainedRunsInLlamaCpp(tiny.ggufPath, tiny.ggufPath, adapter, [1, 17, 42, 5, 260, 99, 3, 77]);
+  }, 300_000);
+});
 
-    const out = join(tiny.root, 'trained.gguf');
-    await writeAdapterGguf(adapter, architectureFromGguf(await readGguf(tiny.ggufPath)), out);
-    const prompt = [1, 17, 42, 5, 260, 99, 3, 77];
-    const trained = await asTrained(tiny.ggufPath, adapter, { rank: 8, alpha: 16, targets: 'all-linear' }, prompt);
-    expect(await predictionsWith(tiny.ggufPath, adapter, prompt)).toEqual(trained);
-    await expectLlamaCppAgrees(trained, tiny.ggufPath, { f32: out }, prompt);
+/** The train fixture scales its HF folder's final norm by 6 after the GGUF is written; the GGUF gets the same, so both hold one model. */
+async function scaleGgufOutputNorm(path: string, factor: number): Promise<void> {
+  const file = await readGguf(path);
+  const norm = file.tensors.find((t) => t.name === 'output_norm.weight')!;
+  expect(norm.typeName).toBe('F32');
+  const scaled = (await readTensorFloat32(file, norm)).map((x) => x * factor);
+  const fh = await open(path, 'r+');
+  try {
+    await fh.write(new Uint8Array(scaled.buffer), 0, scaled.byteLength, norm.offset);
+  } finally {
+    await fh.close();
+  }
+}
+
+describe('adapter GGUF from a real training run on an HF base', () => {
+  let fx: TrainFixture;
+  beforeAll(async () => {
+    fx = await makeTrainFixture(16);
+    await scaleGgufOutputNorm(fx.tiny.ggufPath, 6);
+  }, 120_000);
+  afterAll(async () => fx?.cleanup());
+
+  it('llama.cpp with the (Q/K-permuted) adapter GGUF on the GGUF base predicts what the HF-trained model predicts', async () => {
+    const adapter = await trainShortRun(fx.modelDir, fx.prepared, 64, join(fx.tiny.root, 'run'), 'hf');
+    await expectTrainedRunsInLlamaCpp(fx.modelDir, fx.tiny.ggufPath, adapter, [1, 415, 2936, 9060, 285, 1142, 29871, 13]);
   }, 300_000);
 });
