@@ -59,10 +59,18 @@ std::vector<int> shape_at(const Napi::CallbackInfo& info, size_t i, const char* 
   auto arr = v.As<Napi::Array>();
   std::vector<int> shape;
   shape.reserve(arr.Length());
+  // MLX multiplies the dimensions without an overflow check, so a product past 2^64 would size a
+  // small buffer for a huge array: refuse element counts no memory could hold.
+  constexpr double kMaxElements = 9007199254740992.0;  // 2^53
+  double elements = 1;
   for (uint32_t k = 0; k < arr.Length(); ++k) {
     int64_t d = to_int(info, arr.Get(k), name);
     if (d < 0 || d > std::numeric_limits<int32_t>::max()) fail(info, name, "an array of dimensions in [0, 2^31)");
     shape.push_back(static_cast<int>(d));
+    elements *= static_cast<double>(d);
+  }
+  if (elements > kMaxElements) {
+    throw Napi::RangeError::New(info.Env(), std::string("argument '") + name + "' has more than 2^53 elements");
   }
   return shape;
 }

@@ -7,6 +7,7 @@
 #include "addon_state.h"
 #include "args.h"
 #include "errors.h"
+#include "guard.h"
 
 namespace mlxq {
 namespace {
@@ -120,13 +121,13 @@ Napi::Value Run(const Napi::CallbackInfo& info) {
 }  // namespace
 
 void init_device(Napi::Env env, Napi::Object exports) {
-  exports.Set("device", Napi::Function::New<DeviceOf>(env, "device"));
-  exports.Set("useDevice", Napi::Function::New<UseDevice>(env, "useDevice"));
-  exports.Set("memory", Napi::Function::New<Memory>(env, "memory"));
-  exports.Set("setMemoryLimit", Napi::Function::New<SetLimitOf<mlx_set_memory_limit>>(env, "setMemoryLimit"));
-  exports.Set("setCacheLimit", Napi::Function::New<SetLimitOf<mlx_set_cache_limit>>(env, "setCacheLimit"));
-  exports.Set("resetPeakMemory", Napi::Function::New<Run<mlx_reset_peak_memory>>(env, "resetPeakMemory"));
-  exports.Set("clearCache", Napi::Function::New<Run<mlx_clear_cache>>(env, "clearCache"));
+  exports.Set("device", Napi::Function::New<guarded<DeviceOf>>(env, "device"));
+  exports.Set("useDevice", Napi::Function::New<guarded<UseDevice>>(env, "useDevice"));
+  exports.Set("memory", Napi::Function::New<guarded<Memory>>(env, "memory"));
+  exports.Set("setMemoryLimit", Napi::Function::New<guarded<SetLimitOf<mlx_set_memory_limit>>>(env, "setMemoryLimit"));
+  exports.Set("setCacheLimit", Napi::Function::New<guarded<SetLimitOf<mlx_set_cache_limit>>>(env, "setCacheLimit"));
+  exports.Set("resetPeakMemory", Napi::Function::New<guarded<Run<mlx_reset_peak_memory>>>(env, "resetPeakMemory"));
+  exports.Set("clearCache", Napi::Function::New<guarded<Run<mlx_clear_cache>>>(env, "clearCache"));
 }
 
 }  // namespace mlxq

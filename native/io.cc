@@ -9,6 +9,7 @@
 #include "args.h"
 #include "dtype.h"
 #include "errors.h"
+#include "guard.h"
 #include "file_util.h"
 #include "safetensors_entries.h"
 #include "tensor.h"
@@ -152,9 +153,9 @@ Napi::Value TensorFromFile(const Napi::CallbackInfo& info) {
 }  // namespace
 
 void init_io(Napi::Env env, Napi::Object exports) {
-  exports.Set("loadSafetensors", Napi::Function::New<LoadSafetensors>(env, "loadSafetensors"));
-  exports.Set("saveSafetensors", Napi::Function::New<SaveSafetensors>(env, "saveSafetensors"));
-  exports.Set("tensorFromFile", Napi::Function::New<TensorFromFile>(env, "tensorFromFile"));
+  exports.Set("loadSafetensors", Napi::Function::New<guarded<LoadSafetensors>>(env, "loadSafetensors"));
+  exports.Set("saveSafetensors", Napi::Function::New<guarded<SaveSafetensors>>(env, "saveSafetensors"));
+  exports.Set("tensorFromFile", Napi::Function::New<guarded<TensorFromFile>>(env, "tensorFromFile"));
 }
 
 }  // namespace mlxq

@@ -1,5 +1,7 @@
 #include "mlx_client.h"
 
+#include "guard.h"
+
 namespace mlxq {
 
 struct MlxClient::Job {
@@ -74,32 +76,38 @@ void MlxClient::complete(std::unique_ptr<Job> job) {
 
 void MlxClient::deliver(Napi::Env env, Napi::Function, MlxClient* self, Job* raw) {
   std::unique_ptr<Job> job(raw);
-  if (env == nullptr) {
-    // The environment is going away with this result undelivered: its arrays go back to the MLX
-    // thread rather than being freed on this one.
-    MlxThread::shared().post([settle = std::move(job->settle)]() mutable { settle = nullptr; });
-    return;
+  if (env != nullptr) {
+    without_exceptions("counting a settled job", [&] {
+      if (--self->pending_ == 0) self->completion_->Unref(env);
+    });
+    settle(env, *job);
   }
-  if (--self->pending_ == 0) self->completion_->Unref(env);
+  // The settle may hold the last reference to a result (if wrapping it threw, say), and an
+  // environment going away leaves its result undelivered: either way its arrays go back to the
+  // MLX thread rather than being freed on this one.
+  without_exceptions("releasing a job's result", [&] {
+    MlxThread::shared().post([settle = std::move(job->settle)]() mutable { settle = nullptr; });
+  });
+}
+
+void MlxClient::settle(Napi::Env env, Job& job) noexcept {
   try {
     Napi::HandleScope scope(env);
-    if (!job->error.empty()) {
-      job->deferred.Reject(Napi::Error::New(env, job->error).Value());
-    } else {
-      try {
-        job->deferred.Resolve(job->settle(env));
-      } catch (const Napi::Error& e) {
-        job->deferred.Reject(e.Value());
-      } catch (const std::exception& e) {
-        job->deferred.Reject(Napi::Error::New(env, e.what()).Value());
-      }
+    if (!job.error.empty()) {
+      job.deferred.Reject(Napi::Error::New(env, job.error).Value());
+      return;
+    }
+    try {
+      job.deferred.Resolve(job.settle(env));
+    } catch (const Napi::Error& e) {
+      job.deferred.Reject(e.Value());
+    } catch (...) {
+      job.deferred.Reject(js_error_of_current_exception(env).Value());
     }
   } catch (...) {
     // A worker being terminated can no longer run JS, so settling throws; nothing can observe
     // this Promise any more, and an exception leaving a thread-safe function call aborts.
   }
-  // The settle may hold the last reference to a result (if wrapping it threw, say).
-  MlxThread::shared().post([settle = std::move(job->settle)]() mutable { settle = nullptr; });
 }
 
 void MlxClient::close() {

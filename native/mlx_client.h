@@ -31,6 +31,8 @@ class MlxClient : public std::enable_shared_from_this<MlxClient> {
  private:
   struct Job;
   static void deliver(Napi::Env env, Napi::Function, MlxClient* self, Job* job);
+  /** JS thread: resolves or rejects the job's Promise; throws nothing. */
+  static void settle(Napi::Env env, Job& job) noexcept;
   using Completion = Napi::TypedThreadSafeFunction<MlxClient, Job, &MlxClient::deliver>;
   MlxClient() = default;
   bool closed() const;

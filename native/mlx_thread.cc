@@ -1,6 +1,7 @@
 #include "mlx_thread.h"
 
 #include "errors.h"
+#include "guard.h"
 #include "mx.h"
 
 namespace mlxq {
@@ -117,6 +118,8 @@ void MlxThread::loop() {
     init_streams();
   } catch (const std::exception& e) {
     init_error_ = std::string("MLX could not start: ") + e.what();
+  } catch (...) {
+    init_error_ = "MLX could not start: an exception of unknown type";
   }
   std::unique_lock<std::mutex> lock(mutex_);
   for (;;) {
@@ -126,9 +129,11 @@ void MlxThread::loop() {
     queue_.pop_front();
     const bool run = !(abandon_ && task.is_job);
     lock.unlock();
-    if (run) task.run();
+    // A job settles its own errors; an exception out of a release (or out of a job's hand-off)
+    // would end this thread with std::terminate, taking the process with it.
+    if (run) without_exceptions("a task on the MLX thread", [&] { task.run(); });
     // Whatever the task captured (arrays, models, a dropped job) is released here, on this thread.
-    task.run = nullptr;
+    without_exceptions("a release on the MLX thread", [&] { task.run = nullptr; });
     lock.lock();
   }
   // Still under the lock, so a post() either got queued and ran above, or waits and runs inline

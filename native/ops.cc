@@ -5,6 +5,7 @@
 #include "args.h"
 #include "dtype.h"
 #include "errors.h"
+#include "guard.h"
 #include "tensor.h"
 
 namespace mlxq {
@@ -16,8 +17,12 @@ size_t element_count(const std::vector<int>& shape) {
   return n;
 }
 
-mlx_optional_int optional_int(std::optional<int64_t> v) {
-  return v ? mlx_optional_int{static_cast<int>(*v), true} : mlx_optional_int{0, false};
+/** An optional small integer argument (group size, bits): absent, or in [1, 2^31). */
+mlx_optional_int optional_int_at(const Napi::CallbackInfo& info, size_t i, const char* name) {
+  std::optional<int64_t> v = args::optional_int_at(info, i, name);
+  if (!v) return mlx_optional_int{0, false};
+  if (*v < 1 || *v > 2147483647) throw Napi::RangeError::New(info.Env(), std::string("argument '") + name + "' must be a positive integer");
+  return mlx_optional_int{static_cast<int>(*v), true};
 }
 
 /** Bytes of a TypedArray, DataView or Buffer argument. */
@@ -108,8 +113,8 @@ Napi::Value AsType(const Napi::CallbackInfo& info) {
 // quantize(w, groupSize?, bits?): Promise<[wq, scales, biases]> (affine mode)
 Napi::Value Quantize(const Napi::CallbackInfo& info) {
   ArrayRef w = Tensor::From(info[0], "w");
-  mlx_optional_int group = optional_int(args::optional_int_at(info, 1, "groupSize"));
-  mlx_optional_int bits = optional_int(args::optional_int_at(info, 2, "bits"));
+  mlx_optional_int group = optional_int_at(info, 1, "groupSize");
+  mlx_optional_int bits = optional_int_at(info, 2, "bits");
   return run_on_mlx(info.Env(), [w, group, bits](MlxThread& mlx) -> MlxThread::Settle {
     VectorArray parts(mlx_vector_array_new());
     check(mlx_quantize(parts.out(), w->array.get(), group, bits, "affine", mlx_array{}, mlx.stream()), "mlx_quantize");
@@ -132,8 +137,8 @@ Napi::Value Dequantize(const Napi::CallbackInfo& info) {
   ArrayRef wq = Tensor::From(info[0], "wq");
   ArrayRef scales = Tensor::From(info[1], "scales");
   ArrayRef biases = Tensor::From(info[2], "biases");
-  mlx_optional_int group = optional_int(args::optional_int_at(info, 3, "groupSize"));
-  mlx_optional_int bits = optional_int(args::optional_int_at(info, 4, "bits"));
+  mlx_optional_int group = optional_int_at(info, 3, "groupSize");
+  mlx_optional_int bits = optional_int_at(info, 4, "bits");
   mlx_optional_dtype dtype{MLX_FLOAT32, false};
   if (info.Length() > 5 && !info[5].IsUndefined() && !info[5].IsNull()) dtype = {dtype_at(info, 5, "dtype"), true};
   return run_on_mlx(info.Env(), [wq, scales, biases, group, bits, dtype](MlxThread& mlx) {
@@ -152,8 +157,8 @@ Napi::Value QuantizedMatmul(const Napi::CallbackInfo& info) {
   ArrayRef scales = Tensor::From(info[2], "scales");
   ArrayRef biases = Tensor::From(info[3], "biases");
   bool transpose = args::bool_at(info, 4, "transpose");
-  mlx_optional_int group = optional_int(args::optional_int_at(info, 5, "groupSize"));
-  mlx_optional_int bits = optional_int(args::optional_int_at(info, 6, "bits"));
+  mlx_optional_int group = optional_int_at(info, 5, "groupSize");
+  mlx_optional_int bits = optional_int_at(info, 6, "bits");
   return run_on_mlx(info.Env(), [x, wq, scales, biases, transpose, group, bits](MlxThread& mlx) {
     Array out;
     check(mlx_quantized_matmul(out.out(), x->array.get(), wq->array.get(), scales->array.get(), biases->array.get(),
@@ -168,8 +173,11 @@ Napi::Value RandomNormal(const Napi::CallbackInfo& info) {
   std::vector<int> shape = args::shape_at(info, 0, "shape");
   mlx_dtype dtype = dtype_at(info, 1, "dtype");
   int64_t seed = args::int_at(info, 2, "seed");
-  float loc = info.Length() > 3 && info[3].IsNumber() ? static_cast<float>(args::number_at(info, 3, "loc")) : 0.0f;
-  float scale = info.Length() > 4 && info[4].IsNumber() ? static_cast<float>(args::number_at(info, 4, "scale")) : 1.0f;
+  auto optional_number = [&](size_t i, const char* name, float fallback) {
+    return info.Length() > i && !info[i].IsUndefined() ? static_cast<float>(args::number_at(info, i, name)) : fallback;
+  };
+  const float loc = optional_number(3, "loc", 0.0f);
+  const float scale = optional_number(4, "scale", 1.0f);
   return run_on_mlx(info.Env(), [shape, dtype, seed, loc, scale](MlxThread& mlx) {
     Array key;
     check(mlx_random_key(key.out(), static_cast<uint64_t>(seed)), "mlx_random_key");
@@ -183,15 +191,15 @@ Napi::Value RandomNormal(const Napi::CallbackInfo& info) {
 }  // namespace
 
 void init_ops(Napi::Env env, Napi::Object exports) {
-  exports.Set("fromBytes", Napi::Function::New<FromBytes>(env, "fromBytes"));
-  exports.Set("toBytes", Napi::Function::New<ToBytes>(env, "toBytes"));
-  exports.Set("matmul", Napi::Function::New<BinaryOp<mlx_matmul>>(env, "matmul"));
-  exports.Set("add", Napi::Function::New<BinaryOp<mlx_add>>(env, "add"));
-  exports.Set("astype", Napi::Function::New<AsType>(env, "astype"));
-  exports.Set("quantize", Napi::Function::New<Quantize>(env, "quantize"));
-  exports.Set("dequantize", Napi::Function::New<Dequantize>(env, "dequantize"));
-  exports.Set("quantizedMatmul", Napi::Function::New<QuantizedMatmul>(env, "quantizedMatmul"));
-  exports.Set("randomNormal", Napi::Function::New<RandomNormal>(env, "randomNormal"));
+  exports.Set("fromBytes", Napi::Function::New<guarded<FromBytes>>(env, "fromBytes"));
+  exports.Set("toBytes", Napi::Function::New<guarded<ToBytes>>(env, "toBytes"));
+  exports.Set("matmul", Napi::Function::New<guarded<BinaryOp<mlx_matmul>>>(env, "matmul"));
+  exports.Set("add", Napi::Function::New<guarded<BinaryOp<mlx_add>>>(env, "add"));
+  exports.Set("astype", Napi::Function::New<guarded<AsType>>(env, "astype"));
+  exports.Set("quantize", Napi::Function::New<guarded<Quantize>>(env, "quantize"));
+  exports.Set("dequantize", Napi::Function::New<guarded<Dequantize>>(env, "dequantize"));
+  exports.Set("quantizedMatmul", Napi::Function::New<guarded<QuantizedMatmul>>(env, "quantizedMatmul"));
+  exports.Set("randomNormal", Napi::Function::New<guarded<RandomNormal>>(env, "randomNormal"));
 }
 
 }  // namespace mlxq

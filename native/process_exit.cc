@@ -1,11 +1,20 @@
 #include "process_exit.h"
 
+#include "guard.h"
 #include "mlx_thread.h"
 
 // libuv's, exported by the node binary; Node-API ships no uv.h, and this is the only uv call.
 extern "C" struct uv_loop_s* uv_default_loop(void);
 
 namespace mlxq {
+namespace {
+
+Napi::Value StopMlxThread(const Napi::CallbackInfo& info) {
+  MlxThread::shared().shutdown();
+  return info.Env().Undefined();
+}
+
+}  // namespace
 
 void stop_mlx_at_process_exit(Napi::Env env) {
   struct uv_loop_s* loop = nullptr;
@@ -15,10 +24,7 @@ void stop_mlx_at_process_exit(Napi::Env env) {
   Napi::Object process = env.Global().Get("process").As<Napi::Object>();
   Napi::Function on = process.Get("on").As<Napi::Function>();
   on.Call(process, {Napi::String::New(env, "exit"),
-                    Napi::Function::New(env, [](const Napi::CallbackInfo& info) -> Napi::Value {
-                      MlxThread::shared().shutdown();
-                      return info.Env().Undefined();
-                    }, "mlxQloraStopMlxThread")});
+                    Napi::Function::New<guarded<StopMlxThread>>(env, "mlxQloraStopMlxThread")});
 }
 
 }  // namespace mlxq

@@ -1,11 +1,13 @@
 #include "tensor.h"
 
+#include "allocation_limit.h"
 #include "dtype.h"
 #include "errors.h"
 
 namespace mlxq {
 
 ArrayRef evaluated(Array&& array) {
+  check_allocatable(array_bytes(array.get()), "the result");
   check(mlx_array_eval(array.get()), "mlx_array_eval");
   auto box = std::make_shared<ArrayBox>();
   const size_t ndim = mlx_array_ndim(array.get());
@@ -17,23 +19,28 @@ ArrayRef evaluated(Array&& array) {
   return box;
 }
 
+namespace {
+
+Napi::Value ExternalMemory(const Napi::CallbackInfo& info) {
+  return Napi::Number::New(info.Env(), static_cast<double>(Napi::MemoryManagement::AdjustExternalMemory(info.Env(), 0)));
+}
+
+}  // namespace
+
 void Tensor::Init(Napi::Env env, Napi::Object exports, AddonState& state) {
   Napi::Function ctor = DefineClass(env, "Tensor",
                                     {
-                                        InstanceAccessor<&Tensor::Shape>("shape"),
-                                        InstanceAccessor<&Tensor::Dtype>("dtype"),
-                                        InstanceAccessor<&Tensor::Nbytes>("nbytes"),
-                                        InstanceAccessor<&Tensor::Disposed>("disposed"),
-                                        InstanceMethod<&Tensor::Dispose>("dispose"),
+                                        InstanceAccessor<&Tensor::Guarded<&Tensor::Shape>>("shape"),
+                                        InstanceAccessor<&Tensor::Guarded<&Tensor::Dtype>>("dtype"),
+                                        InstanceAccessor<&Tensor::Guarded<&Tensor::Nbytes>>("nbytes"),
+                                        InstanceAccessor<&Tensor::Guarded<&Tensor::Disposed>>("disposed"),
+                                        InstanceMethod<&Tensor::Guarded<&Tensor::Dispose>>("dispose"),
                                     });
   state.tensor_constructor = Napi::Persistent(ctor);
   exports.Set("Tensor", ctor);
   // What V8 counts as external memory (the running total every tensor adjusts). Exposed because
   // process.memoryUsage().external leaves these reports out on some Node versions (20.x).
-  exports.Set("externalMemory", Napi::Function::New(env, [](const Napi::CallbackInfo& info) -> Napi::Value {
-                return Napi::Number::New(info.Env(),
-                                         static_cast<double>(Napi::MemoryManagement::AdjustExternalMemory(info.Env(), 0)));
-              }, "externalMemory"));
+  exports.Set("externalMemory", Napi::Function::New<guarded<ExternalMemory>>(env, "externalMemory"));
 }
 
 Napi::Object Tensor::Wrap(Napi::Env env, ArrayRef box) {
@@ -42,7 +49,7 @@ Napi::Object Tensor::Wrap(Napi::Env env, ArrayRef box) {
   return addon_state(env).tensor_constructor.New({holder});
 }
 
-Tensor::Tensor(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Tensor>(info) {
+Tensor::Tensor(const Napi::CallbackInfo& info) try : Napi::ObjectWrap<Tensor>(info) {
   if (info.Length() != 1 || !info[0].IsExternal()) {
     throw Napi::TypeError::New(info.Env(), "Tensor cannot be constructed directly; use tensor() or an op");
   }
@@ -52,6 +59,10 @@ Tensor::Tensor(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Tensor>(info) 
   dtype_ = box_->dtype;
   nbytes_ = box_->nbytes;
   Napi::MemoryManagement::AdjustExternalMemory(info.Env(), static_cast<int64_t>(nbytes_));
+} catch (const Napi::Error&) {
+  throw;
+} catch (...) {
+  throw js_error_of_current_exception(info.Env());
 }
 
 ArrayRef Tensor::From(const Napi::Value& value, const char* name) {
@@ -71,7 +82,9 @@ void Tensor::release(Napi::Env env) {
   box_.reset();
 }
 
-void Tensor::Finalize(Napi::Env env) { release(env); }
+void Tensor::Finalize(Napi::Env env) {
+  without_exceptions("releasing a Tensor", [&] { release(env); });
+}
 
 Napi::Value Tensor::Dispose(const Napi::CallbackInfo& info) {
   release(info.Env());

@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "addon_state.h"
+#include "guard.h"
 #include "handles.h"
 
 namespace mlxq {
@@ -36,6 +37,14 @@ class Tensor : public Napi::ObjectWrap<Tensor> {
   void Finalize(Napi::Env env) override;
 
  private:
+  template <Napi::Value (Tensor::*M)(const Napi::CallbackInfo&)>
+  Napi::Value Guarded(const Napi::CallbackInfo& info) {
+    return to_js_errors(info.Env(), [&] {
+      // Before any member is touched: `this` may be another class's object.
+      check_receiver(info, addon_state(info.Env()).tensor_constructor, "Tensor");
+      return (this->*M)(info);
+    });
+  }
   Napi::Value Shape(const Napi::CallbackInfo& info);
   Napi::Value Dtype(const Napi::CallbackInfo& info);
   Napi::Value Nbytes(const Napi::CallbackInfo& info);

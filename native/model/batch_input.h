@@ -17,8 +17,11 @@ struct BatchInput {
   std::vector<int32_t> tokens, targets, positions, segments;
   std::vector<float> mask;
 
-  /** JS thread: { tokens: Int32Array, shape: [B, L], targets?, mask?, positions?, segments? }. */
-  static BatchInput parse(const Napi::Value& value, bool needs_targets);
+  /**
+   * JS thread: { tokens: Int32Array, shape: [B, L], targets?, mask?, positions?, segments? }.
+   * Token and target ids must lie in [0, vocab_size): MLX's gathers do not check their indices.
+   */
+  static BatchInput parse(const Napi::Value& value, bool needs_targets, int vocab_size);
 };
 
 /** MLX thread: the arrays of a BatchInput, kept alive with the Batch that views them. */

@@ -1,5 +1,9 @@
 #include "model/config.h"
 
+#include <algorithm>
+#include <stdexcept>
+
+#include "allocation_limit.h"
 #include "dtype.h"
 
 namespace mlxq::model {
@@ -135,6 +139,31 @@ LoraOptions parse_lora_options(const Napi::Object& obj) {
     }
   }
   return o;
+}
+
+void check_model_sizes(const ModelConfig& c, const LoraOptions& lora) {
+  const double hidden = c.hidden_size, q_out = double(c.num_heads) * c.head_dim, kv_out = double(c.num_kv_heads) * c.head_dim;
+  if (q_out > 2147483647.0 || kv_out > 2147483647.0) throw std::length_error("model config: numHeads × headDim must be below 2^31");
+  const double per_layer = hidden * (q_out + 2 * kv_out) + q_out * hidden + 3 * hidden * c.intermediate_size;
+  const double weights = c.num_layers * per_layer + 2.0 * c.vocab_size * hidden;
+  check_allocatable(4 * hidden * std::max({q_out, kv_out, double(c.intermediate_size), double(c.vocab_size)}),
+                    "a weight matrix of this model config");
+  check_allocatable(weights * 2 / 8, "this model config (at 2 bits a weight)");
+  if (lora.rank > 0) {
+    const double widest = std::max({hidden, q_out, double(c.intermediate_size)});
+    check_allocatable(4 * widest * lora.rank, "a LoRA matrix of rank " + std::to_string(lora.rank));
+  }
+}
+
+void check_batch_sizes(const ModelConfig& c, int batch, int length) {
+  const double rows = double(batch) * length;
+  const double widest = std::max({double(c.vocab_size), double(c.intermediate_size), double(c.hidden_size)});
+  check_allocatable(4 * rows * widest, "a batch of " + std::to_string(batch) + " × " + std::to_string(length) + " tokens");
+}
+
+void check_attention_sizes(const ModelConfig& c, int batch, int length) {
+  check_allocatable(4.0 * batch * length * double(length) * c.num_heads,
+                    "the attention scores of a batch of " + std::to_string(batch) + " × " + std::to_string(length) + " tokens");
 }
 
 }  // namespace mlxq::model

@@ -60,4 +60,20 @@ ModelConfig parse_model_config(const Napi::Object& obj);
 BuildOptions parse_build_options(const Napi::Object& obj);
 LoraOptions parse_lora_options(const Napi::Object& obj);
 
+/**
+ * Throws std::length_error unless every weight and LoRA matrix of this shape fits in memory and
+ * in MLX's int dimensions, and the whole model fits at 2 bits a weight: checked before anything
+ * is allocated, since a failed allocation on MLX's CPU backend crashes rather than throws.
+ */
+void check_model_sizes(const ModelConfig& config, const LoraOptions& lora);
+
+/** The same for one forward pass over a [batch, length] input: its activations and logits. */
+void check_batch_sizes(const ModelConfig& config, int batch, int length);
+
+/**
+ * MLX thread, on the CPU backend: attention there materializes every [length, length] score
+ * matrix of the batch at once (Metal's fused kernel does not, and its allocator throws).
+ */
+void check_attention_sizes(const ModelConfig& config, int batch, int length);
+
 }  // namespace mlxq::model

@@ -1,5 +1,6 @@
 #include "model/model_wrap.h"
 
+#include <cmath>
 #include <map>
 #include <memory>
 
@@ -7,6 +8,7 @@
 #include "args.h"
 #include "dtype.h"
 #include "errors.h"
+#include "guard.h"
 #include "model/batch_input.h"
 #include "model/llama.h"
 #include "model/optimizer.h"
@@ -25,20 +27,50 @@ struct StepOptions {
   bool checkpoint = false;
 };
 
+/** Option `key` of `obj`, or nullopt when absent (undefined); any other type is a TypeError. */
+std::optional<double> number_option(const Napi::Object& obj, const char* key, const char* what) {
+  Napi::Value v = obj.Get(key);
+  if (v.IsUndefined()) return std::nullopt;
+  if (!v.IsNumber()) throw Napi::TypeError::New(obj.Env(), std::string(what) + "." + key + " must be a number");
+  return v.As<Napi::Number>().DoubleValue();
+}
+
+std::optional<bool> bool_option(const Napi::Object& obj, const char* key, const char* what) {
+  Napi::Value v = obj.Get(key);
+  if (v.IsUndefined()) return std::nullopt;
+  if (!v.IsBoolean()) throw Napi::TypeError::New(obj.Env(), std::string(what) + "." + key + " must be a boolean");
+  return v.As<Napi::Boolean>().Value();
+}
+
+/** The options object at argument i: undefined gives an empty object, anything but an object a TypeError. */
+Napi::Object options_at(const Napi::CallbackInfo& info, size_t i, const char* what) {
+  if (info.Length() <= i || info[i].IsUndefined()) return Napi::Object::New(info.Env());
+  if (!info[i].IsObject()) throw Napi::TypeError::New(info.Env(), std::string("argument '") + what + "' must be an object");
+  return info[i].As<Napi::Object>();
+}
+
+bool is_integer(double d, double min, double max) { return std::isfinite(d) && std::floor(d) == d && d >= min && d <= max; }
+
 /** `{ dropoutSeed?, checkpoint? }` at argument i. */
 StepOptions step_options_at(const Napi::CallbackInfo& info, size_t i) {
   StepOptions o;
-  if (info.Length() > i && info[i].IsObject()) {
-    auto obj = info[i].As<Napi::Object>();
-    if (obj.Get("dropoutSeed").IsNumber()) o.dropout_seed = obj.Get("dropoutSeed").As<Napi::Number>().Int64Value();
-    if (obj.Get("checkpoint").IsBoolean()) o.checkpoint = obj.Get("checkpoint").As<Napi::Boolean>().Value();
+  Napi::Object obj = options_at(info, i, "options");
+  if (auto seed = number_option(obj, "dropoutSeed", "options")) {
+    if (!is_integer(*seed, 0, 9007199254740991.0)) throw Napi::RangeError::New(info.Env(), "options.dropoutSeed must be an integer >= 0");
+    o.dropout_seed = static_cast<int64_t>(*seed);
   }
+  o.checkpoint = bool_option(obj, "checkpoint", "options").value_or(false);
   return o;
 }
 
 /** MLX thread: the dropout key a step's options ask for, or an empty array. */
 Array dropout_key(const StepOptions& o) { return o.dropout_seed ? mx::random_key(static_cast<uint64_t>(*o.dropout_seed)) : Array(); }
 using ModelRef = std::shared_ptr<Model>;
+
+/** MLX thread: see model::check_attention_sizes. */
+void check_attention(MlxThread& mlx, const Model& m, int batch, int length) {
+  if (mlx.device_type() == MLX_CPU) model::check_attention_sizes(m.config(), batch, length);
+}
 
 MlxThread::Settle settle_undefined() {
   return [](Napi::Env env) -> Napi::Value { return env.Undefined(); };
@@ -64,10 +96,18 @@ struct GeneratorState {
 
 class GeneratorWrap : public Napi::ObjectWrap<GeneratorWrap> {
  public:
+  template <Napi::Value (GeneratorWrap::*M)(const Napi::CallbackInfo&)>
+  Napi::Value Guarded(const Napi::CallbackInfo& info) {
+    return to_js_errors(info.Env(), [&] {
+      // Before any member is touched: `this` may be another class's object.
+      check_receiver(info, addon_state(info.Env()).generator_constructor, "Generator");
+      return (this->*M)(info);
+    });
+  }
   static void Init(Napi::Env env) {
     Napi::Function ctor = DefineClass(env, "Generator",
-                                      {InstanceMethod<&GeneratorWrap::Next>("next"),
-                                       InstanceMethod<&GeneratorWrap::Dispose>("dispose")});
+                                      {InstanceMethod<&GeneratorWrap::Guarded<&GeneratorWrap::Next>>("next"),
+                                       InstanceMethod<&GeneratorWrap::Guarded<&GeneratorWrap::Dispose>>("dispose")});
     addon_state(env).generator_constructor = Napi::Persistent(ctor);
   }
   static Napi::Object Wrap(Napi::Env env, std::shared_ptr<GeneratorState> state) {
@@ -80,14 +120,18 @@ class GeneratorWrap : public Napi::ObjectWrap<GeneratorWrap> {
     if (info.Length() != 1 || !info[0].IsExternal()) throw Napi::TypeError::New(info.Env(), "use model.generator()");
     state_ = std::move(*info[0].As<Napi::External<std::shared_ptr<GeneratorState>>>().Data());
   }
-  void Finalize(Napi::Env env) override { release_on_mlx(env, state_); }
+  void Finalize(Napi::Env env) override {
+    without_exceptions("releasing a Generator", [&] { release_on_mlx(env, state_); });
+  }
 
  private:
   // next(): Promise<number>, the next token id
   Napi::Value Next(const Napi::CallbackInfo& info) {
     if (!state_) throw Napi::Error::New(info.Env(), "the generator is disposed");
     auto state = state_;
-    return run_on_mlx(info.Env(), [state](MlxThread&) -> MlxThread::Settle {
+    return run_on_mlx(info.Env(), [state](MlxThread& mlx) -> MlxThread::Settle {
+      // The prompt's pass is the one with a [length, length] score matrix; later tokens have one row.
+      if (!state->started) check_attention(mlx, *state->model, 1, static_cast<int>(state->prompt.size()));
       std::vector<int32_t> input = state->started ? std::vector<int32_t>{state->last} : state->prompt;
       Array tokens = mx::from_data(input.data(), {1, static_cast<int>(input.size())}, MLX_INT32);
       std::vector<mlx_array> lora = state->model->lora_views();
@@ -120,26 +164,34 @@ class GeneratorWrap : public Napi::ObjectWrap<GeneratorWrap> {
 
 class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
  public:
+  template <Napi::Value (ModelWrap::*M)(const Napi::CallbackInfo&)>
+  Napi::Value Guarded(const Napi::CallbackInfo& info) {
+    return to_js_errors(info.Env(), [&] {
+      // Before any member is touched: `this` may be another class's object.
+      check_receiver(info, addon_state(info.Env()).model_constructor, "Model");
+      return (this->*M)(info);
+    });
+  }
   static void Init(Napi::Env env, Napi::Object exports) {
     Napi::Function ctor = DefineClass(
         env, "Model",
-        {InstanceMethod<&ModelWrap::SetWeight>("setWeight"),
-         InstanceMethod<&ModelWrap::SetQuantizedWeight>("setQuantizedWeight"),
-         InstanceMethod<&ModelWrap::LoadSafetensors>("loadSafetensors"),
-         InstanceMethod<&ModelWrap::Finalize_>("finalize"), InstanceMethod<&ModelWrap::Logits>("logits"),
-         InstanceMethod<&ModelWrap::Loss>("loss"), InstanceMethod<&ModelWrap::LossAndGrads>("lossAndGrads"),
-         InstanceMethod<&ModelWrap::LoraParameters>("loraParameters"),
-         InstanceMethod<&ModelWrap::SetLoraParameters>("setLoraParameters"),
-         InstanceMethod<&ModelWrap::SetLoraEnabled>("setLoraEnabled"),
-         InstanceMethod<&ModelWrap::DenseWeight>("denseWeight"),
-         InstanceMethod<&ModelWrap::WeightNames>("weightNames"), InstanceMethod<&ModelWrap::Info>("info"),
-         InstanceMethod<&ModelWrap::Generator>("generator"),
-         InstanceMethod<&ModelWrap::AccumulateGradients>("accumulateGradients"),
-         InstanceMethod<&ModelWrap::ApplyOptimizer>("applyOptimizer"),
-         InstanceMethod<&ModelWrap::ClearGradients>("clearGradients"),
-         InstanceMethod<&ModelWrap::OptimizerState>("optimizerState"),
-         InstanceMethod<&ModelWrap::SetOptimizerState>("setOptimizerState"),
-         InstanceMethod<&ModelWrap::Dispose>("dispose")});
+        {InstanceMethod<&ModelWrap::Guarded<&ModelWrap::SetWeight>>("setWeight"),
+         InstanceMethod<&ModelWrap::Guarded<&ModelWrap::SetQuantizedWeight>>("setQuantizedWeight"),
+         InstanceMethod<&ModelWrap::Guarded<&ModelWrap::LoadSafetensors>>("loadSafetensors"),
+         InstanceMethod<&ModelWrap::Guarded<&ModelWrap::Finalize_>>("finalize"), InstanceMethod<&ModelWrap::Guarded<&ModelWrap::Logits>>("logits"),
+         InstanceMethod<&ModelWrap::Guarded<&ModelWrap::Loss>>("loss"), InstanceMethod<&ModelWrap::Guarded<&ModelWrap::LossAndGrads>>("lossAndGrads"),
+         InstanceMethod<&ModelWrap::Guarded<&ModelWrap::LoraParameters>>("loraParameters"),
+         InstanceMethod<&ModelWrap::Guarded<&ModelWrap::SetLoraParameters>>("setLoraParameters"),
+         InstanceMethod<&ModelWrap::Guarded<&ModelWrap::SetLoraEnabled>>("setLoraEnabled"),
+         InstanceMethod<&ModelWrap::Guarded<&ModelWrap::DenseWeight>>("denseWeight"),
+         InstanceMethod<&ModelWrap::Guarded<&ModelWrap::WeightNames>>("weightNames"), InstanceMethod<&ModelWrap::Guarded<&ModelWrap::Info>>("info"),
+         InstanceMethod<&ModelWrap::Guarded<&ModelWrap::Generator>>("generator"),
+         InstanceMethod<&ModelWrap::Guarded<&ModelWrap::AccumulateGradients>>("accumulateGradients"),
+         InstanceMethod<&ModelWrap::Guarded<&ModelWrap::ApplyOptimizer>>("applyOptimizer"),
+         InstanceMethod<&ModelWrap::Guarded<&ModelWrap::ClearGradients>>("clearGradients"),
+         InstanceMethod<&ModelWrap::Guarded<&ModelWrap::OptimizerState>>("optimizerState"),
+         InstanceMethod<&ModelWrap::Guarded<&ModelWrap::SetOptimizerState>>("setOptimizerState"),
+         InstanceMethod<&ModelWrap::Guarded<&ModelWrap::Dispose>>("dispose")});
     addon_state(env).model_constructor = Napi::Persistent(ctor);
     exports.Set("Model", ctor);
   }
@@ -148,16 +200,22 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
                                              [](Napi::Env, ModelRef* p) { delete p; });
     return addon_state(env).model_constructor.New({ext});
   }
-  explicit ModelWrap(const Napi::CallbackInfo& info) : Napi::ObjectWrap<ModelWrap>(info) {
+  explicit ModelWrap(const Napi::CallbackInfo& info) try : Napi::ObjectWrap<ModelWrap>(info) {
     if (info.Length() != 1 || !info[0].IsExternal()) throw Napi::TypeError::New(info.Env(), "use createModel()");
     model_ = std::move(*info[0].As<Napi::External<ModelRef>>().Data());
     optimizer_ = std::make_shared<model::LoraOptimizer>();
     loader_ = std::make_shared<model::WeightLoader>();
+  } catch (const Napi::Error&) {
+    throw;
+  } catch (...) {
+    throw js_error_of_current_exception(info.Env());
   }
   void Finalize(Napi::Env env) override {
-    release_on_mlx(env, model_);
-    release_on_mlx(env, optimizer_);
-    release_on_mlx(env, loader_);
+    without_exceptions("releasing a Model", [&] {
+      release_on_mlx(env, model_);
+      release_on_mlx(env, optimizer_);
+      release_on_mlx(env, loader_);
+    });
   }
 
  private:
@@ -184,11 +242,14 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
     ArrayRef wq = Tensor::From(info[1], "wq");
     ArrayRef scales = Tensor::From(info[2], "scales");
     ArrayRef biases = Tensor::From(info[3], "biases");
-    int bits = static_cast<int>(args::int_at(info, 4, "bits"));
-    int group = static_cast<int>(args::int_at(info, 5, "groupSize"));
+    const int64_t bits = args::int_at(info, 4, "bits");
+    const int64_t group = args::int_at(info, 5, "groupSize");
+    // Checked here: a zero group size would divide by zero on the MLX thread.
+    if (bits < 2 || bits > 8 || bits == 7) throw Napi::RangeError::New(info.Env(), "argument 'bits' must be 2, 3, 4, 5, 6 or 8");
+    if (group != 32 && group != 64 && group != 128) throw Napi::RangeError::New(info.Env(), "argument 'groupSize' must be 32, 64 or 128");
     return run_on_mlx(info.Env(), [m, name, wq, scales, biases, bits, group](MlxThread&) {
       m->set_quantized(name, mx::ref(wq->array.get()), mx::ref(scales->array.get()), mx::ref(biases->array.get()),
-                       bits, group);
+                       static_cast<int>(bits), static_cast<int>(group));
       return settle_undefined();
     });
   }
@@ -221,10 +282,11 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
   // logits(batch, { lora? }): Promise<Tensor> [B, L, V] float32
   Napi::Value Logits(const Napi::CallbackInfo& info) {
     auto m = live(info);
-    auto input = std::make_shared<model::BatchInput>(model::BatchInput::parse(info[0], false));
-    bool use_lora = !(info.Length() > 1 && info[1].IsObject() && info[1].As<Napi::Object>().Get("lora").IsBoolean() &&
-                      !info[1].As<Napi::Object>().Get("lora").As<Napi::Boolean>().Value());
-    return run_on_mlx(info.Env(), [m, input, use_lora](MlxThread&) {
+    auto input = std::make_shared<model::BatchInput>(model::BatchInput::parse(info[0], false, m->config().vocab_size));
+    model::check_batch_sizes(m->config(), input->batch, input->length);
+    bool use_lora = bool_option(options_at(info, 1, "options"), "lora", "options").value_or(true);
+    return run_on_mlx(info.Env(), [m, input, use_lora](MlxThread& mlx) {
+      check_attention(mlx, *m, input->batch, input->length);
       model::BatchArrays arrays(*input);
       std::vector<mlx_array> lora = m->lora_views();
       model::ForwardOptions options;
@@ -236,8 +298,10 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
   // loss(batch): Promise<{ loss, tokens }>: summed cross-entropy and supervised token count
   Napi::Value Loss(const Napi::CallbackInfo& info) {
     auto m = live(info);
-    auto input = std::make_shared<model::BatchInput>(model::BatchInput::parse(info[0], true));
-    return run_on_mlx(info.Env(), [m, input](MlxThread&) -> MlxThread::Settle {
+    auto input = std::make_shared<model::BatchInput>(model::BatchInput::parse(info[0], true, m->config().vocab_size));
+    model::check_batch_sizes(m->config(), input->batch, input->length);
+    return run_on_mlx(info.Env(), [m, input](MlxThread& mlx) -> MlxThread::Settle {
+      check_attention(mlx, *m, input->batch, input->length);
       model::BatchArrays arrays(*input);
       std::vector<mlx_array> lora = m->lora_views();
       model::ForwardOptions options;
@@ -258,9 +322,11 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
   // lossAndGrads(batch, { dropoutSeed?, checkpoint? }): Promise<{ loss, tokens, grads: Record<string, Tensor> }>
   Napi::Value LossAndGrads(const Napi::CallbackInfo& info) {
     auto m = live(info);
-    auto input = std::make_shared<model::BatchInput>(model::BatchInput::parse(info[0], true));
+    auto input = std::make_shared<model::BatchInput>(model::BatchInput::parse(info[0], true, m->config().vocab_size));
+    model::check_batch_sizes(m->config(), input->batch, input->length);
     StepOptions step = step_options_at(info, 1);
-    return run_on_mlx(info.Env(), [m, input, step](MlxThread&) -> MlxThread::Settle {
+    return run_on_mlx(info.Env(), [m, input, step](MlxThread& mlx) -> MlxThread::Settle {
+      check_attention(mlx, *m, input->batch, input->length);
       model::BatchArrays arrays(*input);
       Array key = dropout_key(step);
       auto result = m->loss_and_grads(arrays.view(), arrays.targets.get(), arrays.mask.get(),
@@ -342,7 +408,13 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
     auto m = live(info);
     std::string name = args::string_at(info, 0, "name");
     mlx_dtype dtype = MLX_FLOAT32;
-    if (auto d = args::optional_string_at(info, 1, "dtype")) dtype = dtype_from_name(*d);
+    if (auto d = args::optional_string_at(info, 1, "dtype")) {
+      try {
+        dtype = dtype_from_name(*d);
+      } catch (const std::invalid_argument& e) {
+        throw Napi::TypeError::New(info.Env(), std::string("argument 'dtype': ") + e.what());
+      }
+    }
     return run_on_mlx(info.Env(), [m, name, dtype](MlxThread&) { return settle_tensor(evaluated(m->dense_named(name, dtype))); });
   }
 
@@ -400,15 +472,32 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
     auto state = std::make_shared<GeneratorState>();
     state->model = m;
     state->prompt.assign(prompt.Data(), prompt.Data() + prompt.ElementLength());
-    uint64_t seed = 0;
-    if (info.Length() > 1 && info[1].IsObject()) {
-      auto o = info[1].As<Napi::Object>();
-      if (o.Get("temperature").IsNumber()) state->sampler.temperature = o.Get("temperature").As<Napi::Number>().FloatValue();
-      if (o.Get("topP").IsNumber()) state->sampler.top_p = o.Get("topP").As<Napi::Number>().FloatValue();
-      if (o.Get("topK").IsNumber()) state->sampler.top_k = o.Get("topK").As<Napi::Number>().Int32Value();
-      if (o.Get("seed").IsNumber()) seed = static_cast<uint64_t>(o.Get("seed").As<Napi::Number>().Int64Value());
-      if (o.Get("lora").IsBoolean()) state->use_lora = o.Get("lora").As<Napi::Boolean>().Value();
+    for (size_t i = 0; i < state->prompt.size(); ++i) {
+      if (state->prompt[i] < 0 || state->prompt[i] >= m->config().vocab_size) {
+        throw Napi::RangeError::New(info.Env(), "prompt[" + std::to_string(i) + "] is " + std::to_string(state->prompt[i]) +
+                                                    ", outside the vocabulary [0, " + std::to_string(m->config().vocab_size) + ")");
+      }
     }
+    model::check_batch_sizes(m->config(), 1, static_cast<int>(std::min<size_t>(state->prompt.size(), 2147483647)));
+    Napi::Object o = options_at(info, 1, "options");
+    uint64_t seed = 0;
+    if (auto t = number_option(o, "temperature", "options")) {
+      if (!(std::isfinite(*t) && *t >= 0)) throw Napi::RangeError::New(info.Env(), "options.temperature must be a finite number >= 0");
+      state->sampler.temperature = static_cast<float>(*t);
+    }
+    if (auto p = number_option(o, "topP", "options")) {
+      if (!(*p >= 0 && *p <= 1)) throw Napi::RangeError::New(info.Env(), "options.topP must be in [0, 1]");
+      state->sampler.top_p = static_cast<float>(*p);
+    }
+    if (auto k = number_option(o, "topK", "options")) {
+      if (!is_integer(*k, 0, 2147483647.0)) throw Napi::RangeError::New(info.Env(), "options.topK must be an integer >= 0");
+      state->sampler.top_k = static_cast<int>(*k);
+    }
+    if (auto sd = number_option(o, "seed", "options")) {
+      if (!is_integer(*sd, 0, 9007199254740991.0)) throw Napi::RangeError::New(info.Env(), "options.seed must be an integer >= 0");
+      seed = static_cast<uint64_t>(*sd);
+    }
+    state->use_lora = bool_option(o, "lora", "options").value_or(true);
     return run_on_mlx(info.Env(), [state, seed](MlxThread&) -> MlxThread::Settle {
       state->key = mx::random_key(seed);
       return [state](Napi::Env env) -> Napi::Value { return GeneratorWrap::Wrap(env, state); };
@@ -419,9 +508,11 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
   Napi::Value AccumulateGradients(const Napi::CallbackInfo& info) {
     auto m = live(info);
     auto opt = optimizer_;
-    auto input = std::make_shared<model::BatchInput>(model::BatchInput::parse(info[0], true));
+    auto input = std::make_shared<model::BatchInput>(model::BatchInput::parse(info[0], true, m->config().vocab_size));
+    model::check_batch_sizes(m->config(), input->batch, input->length);
     StepOptions step = step_options_at(info, 1);
-    return run_on_mlx(info.Env(), [m, opt, input, step](MlxThread&) -> MlxThread::Settle {
+    return run_on_mlx(info.Env(), [m, opt, input, step](MlxThread& mlx) -> MlxThread::Settle {
+      check_attention(mlx, *m, input->batch, input->length);
       model::BatchArrays arrays(*input);
       Array key = dropout_key(step);
       auto [loss, tokens] = opt->accumulate(*m, arrays.view(), arrays.targets.get(), arrays.mask.get(),
@@ -443,17 +534,23 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
     if (info.Length() < 1 || !info[0].IsObject()) throw Napi::TypeError::New(info.Env(), "argument 'options' must be an object");
     auto o = info[0].As<Napi::Object>();
     model::AdamWOptions a;
-    auto number = [&](const char* key, float& slot, bool required) {
-      Napi::Value v = o.Get(key);
-      if (v.IsNumber()) slot = v.As<Napi::Number>().FloatValue();
-      else if (required || !v.IsUndefined()) throw Napi::TypeError::New(info.Env(), std::string("options.") + key + " must be a number");
+    // Ranges as AdamW defines them; a NaN or infinite setting would poison every LoRA weight.
+    auto number = [&](const char* key, float& slot, bool required, double min, double max, const char* range) {
+      std::optional<double> v = number_option(o, key, "options");
+      if (!v) {
+        if (required) throw Napi::TypeError::New(info.Env(), std::string("options.") + key + " must be a number");
+        return;
+      }
+      if (!(*v >= min && *v <= max)) throw Napi::RangeError::New(info.Env(), std::string("options.") + key + " must be " + range);
+      slot = static_cast<float>(*v);
     };
-    number("learningRate", a.learning_rate, true);
-    number("beta1", a.beta1, false);
-    number("beta2", a.beta2, false);
-    number("eps", a.eps, false);
-    number("weightDecay", a.weight_decay, false);
-    number("maxGradNorm", a.max_grad_norm, false);
+    const double big = 3.0e38;  // float's range
+    number("learningRate", a.learning_rate, true, 0, big, "a finite number >= 0");
+    number("beta1", a.beta1, false, 0, 0.9999999, "in [0, 1)");
+    number("beta2", a.beta2, false, 0, 0.9999999, "in [0, 1)");
+    number("eps", a.eps, false, 1e-38, big, "a finite number > 0");
+    number("weightDecay", a.weight_decay, false, 0, big, "a finite number >= 0");
+    number("maxGradNorm", a.max_grad_norm, false, 0, big, "a finite number >= 0 (0: no clipping)");
     return run_on_mlx(info.Env(), [m, opt, a](MlxThread&) -> MlxThread::Settle {
       auto r = opt->apply(*m, a);
       const double step = static_cast<double>(opt->step());
@@ -541,6 +638,7 @@ Napi::Value CreateModel(const Napi::CallbackInfo& info) {
   auto config = model::parse_model_config(info[0].As<Napi::Object>());
   auto build = model::parse_build_options(info[1].As<Napi::Object>());
   auto lora = model::parse_lora_options(info[2].As<Napi::Object>());
+  model::check_model_sizes(config, lora);
   return run_on_mlx(info.Env(), [config, build, lora](MlxThread&) -> MlxThread::Settle {
     auto m = std::make_shared<Model>(config, build, lora);
     return [m](Napi::Env env) -> Napi::Value { return ModelWrap::Wrap(env, m); };
@@ -552,7 +650,7 @@ Napi::Value CreateModel(const Napi::CallbackInfo& info) {
 void init_model(Napi::Env env, Napi::Object exports) {
   GeneratorWrap::Init(env);
   ModelWrap::Init(env, exports);
-  exports.Set("createModel", Napi::Function::New<CreateModel>(env, "createModel"));
+  exports.Set("createModel", Napi::Function::New<guarded<CreateModel>>(env, "createModel"));
 }
 
 }  // namespace mlxq
