@@ -7,7 +7,7 @@ import { roundToF16 } from '../../lib/gguf/float16.js';
 import { readGguf } from '../../lib/gguf/reader.js';
 import { readTensorFloat32 } from '../../lib/gguf/tensor-data.js';
 import { loadSafetensors } from '../../lib/io/safetensors.js';
-import { architectureFromGguf } from '../../lib/model/architecture.js';
+import { architectureFromGguf, architectureFromHf } from '../../lib/model/architecture.js';
 import { generate } from '../../lib/model/generate.js';
 import { loadModel, type LoadedModel } from '../../lib/model/load-model.js';
 import type { LoraSettings } from '../../lib/model/lora-options.js';
@@ -257,6 +257,17 @@ describe('adapter GGUF for llama.cpp and Ollama', () => {
     expect(half.tensors.every((t) => t.typeName === 'F16')).toBe(true);
     const aHalf = await readTensorFloat32(half, 'blk.1.ffn_down.weight.lora_a');
     expect(Array.from(aHalf)).toEqual(Array.from(a, (v) => roundToF16(v)));
+  });
+
+  it('for a qwen2 base: general.architecture qwen2 and no Q/K permutation (llama.cpp never permutes qwen2 rows)', async () => {
+    const qwen = architectureFromHf({ ...tiny.hfConfig, architectures: ['Qwen2ForCausalLM'], model_type: 'qwen2' }, 'config.json');
+    const file = await readGguf((await writeAdapterGguf(hfAdapter, qwen, join(tempDir('adapter-gguf-qwen-'), 'a.gguf'))).path);
+    expect(file.metadata.get('general.architecture')).toBe('qwen2');
+    const { tensors } = await loadSafetensors(join(hfAdapter, 'adapters.safetensors'));
+    const mlxB = (await toTypedArray(tensors['model.layers.0.self_attn.q_proj.lora_b']!)) as Float32Array;
+    disposeAll(Object.values(tensors));
+    const b = await readTensorFloat32(file, 'blk.0.attn_q.weight.lora_b');
+    for (let o = 0; o < 64; o++) for (let r = 0; r < 4; r++) expect(b[o * 4 + r]).toBe(mlxB[r * 64 + o]);
   });
 
   for (const [label, which] of [
