@@ -105,8 +105,8 @@ describe('GGUF tensors that are decoded rather than repacked equal llama.cpp\'s 
       const head = await denseWeight(model, 'lm_head.weight');
       // llama.cpp reads output.weight with quantized dot products (activations rounded to Q8), so its
       // logits cannot pin the values down; as token_embd the same bytes go through get_rows.
-      // Its new F32 head: the embedding scaled by 1/16 (exact), so logits stay a few units wide and
-      // no probability llama.cpp reports underflows float32.
+      // The swapped file's F32 head is the embedding scaled by 1/16 (exact), so logits stay a few
+      // units wide and no probability llama.cpp reports underflows float32.
       const embed = tiny.weights.get('model.embed_tokens.weight')!;
       const newHead: TinyWeight = { shape: embed.shape, values: embed.values.map((v) => v / 16) };
       const swapped = join(tiny.root, 'output-as-embedding.gguf');
