@@ -1,0 +1,35 @@
+/**
+ * The built package (dist/), as a user runs it: `npx mlx-qlora` runs dist/cli/main.js and
+ * `import … from 'mlx-qlora'` loads dist/index.js. CI builds it before the tests (`npm run
+ * build:ts`); a local run rebuilds it here when any lib/ source is newer than the build.
+ */
+import { spawnSync } from 'node:child_process';
+import { existsSync, readdirSync, statSync } from 'node:fs';
+import { join } from 'node:path';
+
+export const repoRoot = join(import.meta.dirname, '..', '..');
+export const cliPath = join(repoRoot, 'dist', 'cli', 'main.js');
+
+function newestSource(dir: string): number {
+  let newest = 0;
+  for (const entry of readdirSync(dir, { withFileTypes: true })) {
+    const path = join(dir, entry.name);
+    if (entry.isDirectory()) newest = Math.max(newest, newestSource(path));
+    else if (entry.name.endsWith('.ts')) newest = Math.max(newest, statSync(path).mtimeMs);
+  }
+  return newest;
+}
+
+/** Builds dist/ if it is missing or older than lib/; returns the CLI's path. */
+export function ensureBuiltPackage(): string {
+  const built = existsSync(cliPath) ? statSync(join(repoRoot, 'dist', 'index.js')).mtimeMs : 0;
+  if (built < newestSource(join(repoRoot, 'lib'))) {
+    const tsc = spawnSync(process.execPath, [join(repoRoot, 'node_modules', 'typescript', 'bin', 'tsc'), '-p', 'tsconfig.json'], {
+      cwd: repoRoot,
+      encoding: 'utf8',
+    });
+    // Type errors still emit; only a build with no CLI at all is unusable.
+    if (!existsSync(cliPath)) throw new Error(`npm run build:ts did not produce ${cliPath}:\n${tsc.stdout}${tsc.stderr}`);
+  }
+  return cliPath;
+}
