@@ -2,7 +2,13 @@ import { defineConfig } from 'vitest/config';
 
 // Files that measure event-loop lag: on a 2-core machine a parallel fork doing MLX work steals the
 // cores they measure, so they run last, one file at a time, with nothing else beside them.
-const timing = ['test/native/concurrency.test.ts', 'test/train/event-loop.test.ts', 'test/train/kill-resume.test.ts'];
+const timing = [
+  'test/native/concurrency.test.ts',
+  'test/train/event-loop.test.ts',
+  'test/train/kill-resume.test.ts',
+  'test/train/prepare-event-loop.test.ts',
+  'test/train/abort-eval.test.ts',
+];
 
 export default defineConfig({
   test: {
