@@ -3,7 +3,7 @@
  * stays at a few tensors however deep the model is, sources it merges from (sharded bf16 safetensors,
  * a quantized GGUF), and bad input that names the file and leaves nothing at the output path.
  */
-import { copyFile, stat, truncate } from 'node:fs/promises';
+import { copyFile, stat, truncate, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { writeGgufModel } from '../../lib/export/gguf-model.js';
@@ -176,14 +176,14 @@ describe('sources and bad input', () => {
   beforeAll(async () => {
     dir = tempDir('gguf-model-src-');
     tiny = await makeTinyModel({ layers: 2, hidden: 64, heads: 4, kvHeads: 2, intermediate: 128, vocab: 384, seed: 43, dtype: 'bf16', shards: 3, ggufType: 'Q8_0', dir: join(dir, 'tiny') });
+    // An HF source needs its tokenizer.json; this one has the tiny GGUF's pieces and merges.
+    await addTinyTokenizer(tiny.hfDir, tiny.ggufPath);
   }, 60_000);
   afterAll(async () => tiny?.cleanup());
 
   it('sharded bf16 safetensors and a Q8_0 GGUF give the same F32 tensors (q/k rows permuted for the HF one)', async () => {
     const fromHf = join(dir, 'from-hf.gguf');
     const fromGguf = join(dir, 'from-gguf.gguf');
-    // An HF source needs its tokenizer.json; this one has the tiny GGUF's pieces and merges.
-    await addTinyTokenizer(tiny.hfDir, tiny.ggufPath);
     await writeGgufModel({ source: tiny.hfDir }, fromHf, { type: 'f32' });
     await writeGgufModel({ source: tiny.ggufPath }, fromGguf, { type: 'f32' });
     const a = await readGguf(fromHf);
@@ -200,6 +200,36 @@ describe('sources and bad input', () => {
     }
     expect(a.metadata.get('tokenizer.ggml.tokens')).toEqual(b.metadata.get('tokenizer.ggml.tokens'));
   });
+
+  it('a LoadedModel with its adapter gives the tensors the streaming export merges', async () => {
+    const adapter = join(dir, 'adapter');
+    await makeAdapter(tiny.hfDir, adapter, 990);
+    const streamed = join(dir, 'streamed.gguf');
+    const loaded = join(dir, 'loaded.gguf');
+    await writeGgufModel({ source: tiny.hfDir, adapter }, streamed, { type: 'f32' });
+    const model = await loadModel(tiny.hfDir, { adapter, quantization: 'none' });
+    try {
+      await writeGgufModel(model, loaded, { type: 'f32' });
+    } finally {
+      model.dispose();
+    }
+    const a = await readGguf(streamed);
+    const b = await readGguf(loaded);
+    expect(b.tensors.map((t) => t.name)).toEqual(a.tensors.map((t) => t.name));
+    for (const t of a.tensors) {
+      const x = await readTensorFloat32(a, t);
+      const y = await readTensorFloat32(b, t.name);
+      let diff = 0;
+      let scale = 0;
+      for (let i = 0; i < x.length; i++) {
+        diff = Math.max(diff, Math.abs(x[i]! - y[i]!));
+        scale = Math.max(scale, Math.abs(x[i]!));
+      }
+      expect(diff, t.name).toBeLessThan(1e-6 * scale);
+    }
+    // The adapter is not a no-op: the merged weight is not the base's.
+    expect(Buffer.from((await readTensorFloat32(a, 'blk.0.attn_v.weight')).buffer).equals(Buffer.from(tiny.weights.get('model.layers.0.self_attn.v_proj.weight')!.values.buffer))).toBe(false);
+  }, 60_000);
 
   it('a missing base is an error naming it; nothing is written', async () => {
     const out = join(dir, 'missing.gguf');
@@ -230,3 +260,44 @@ describe('sources and bad input', () => {
     await expect(stat(out)).rejects.toThrow(/ENOENT/);
   });
 });
+
+describe('HF configs llama.cpp must be told about', () => {
+  const variants = [
+    { what: 'linear RoPE scaling', tied: false, scaling: { type: 'linear', factor: 4 } },
+    { what: 'llama3 RoPE scaling (rope_freqs tensor)', tied: false, scaling: { rope_type: 'llama3', factor: 8, low_freq_factor: 1, high_freq_factor: 4, original_max_position_embeddings: 64 } },
+    { what: 'tied embeddings (no output.weight)', tied: true, scaling: null },
+  ];
+  for (const v of variants) {
+    it(`${v.what}: llama.cpp's log-probs equal our forward`, async () => {
+      const dir = tempDir('gguf-model-cfg-');
+      const tiny = await makeTinyModel({ arch: 'llama', layers: 2, hidden: 64, heads: 4, kvHeads: 2, intermediate: 128, vocab: 384, seed: 47, tiedEmbeddings: v.tied, dir: join(dir, 'tiny') });
+      await addTinyTokenizer(tiny.hfDir, tiny.ggufPath);
+      const configPath = join(tiny.hfDir, 'config.json');
+      await writeFile(configPath, JSON.stringify({ ...tiny.hfConfig, rope_scaling: v.scaling }));
+      const out = join(dir, 'model.gguf');
+      await writeGgufModel({ source: tiny.hfDir }, out, { type: 'f32' });
+      const file = await readGguf(out);
+      expect(file.tensors.some((t) => t.name === 'output.weight')).toBe(!v.tied);
+      expect(file.tensors.some((t) => t.name === 'rope_freqs.weight')).toBe(v.scaling?.rope_type === 'llama3');
+      const theirs = await llamaCppLogProbs(out, PROMPTS);
+      const rows: Float32Array[] = [];
+      for (const p of PROMPTS) {
+        const model = await loadModel(tiny.hfDir, { quantization: 'none' });
+        try {
+          const t = await model.native.logits({ shape: [1, p.length], tokens: Int32Array.from(p) });
+          const values = (await toTypedArray(t)) as Float32Array;
+          t.dispose();
+          for (let i = 0; i < p.length; i++) rows.push(values.slice((i * values.length) / p.length, ((i + 1) * values.length) / p.length));
+        } finally {
+          model.dispose();
+        }
+      }
+      const ours = logSoftmax(rows);
+      let gap = 0;
+      ours.forEach((row, r) => (gap = Math.max(gap, maxAbsDiff(row, theirs[r]!) / range(rows[r]!))));
+      console.log(`${v.what}: max |Δlogit| / range ${gap.toExponential(3)}`);
+      expect(gap).toBeLessThan(1e-3);
+    }, 60_000);
+  }
+});
+
