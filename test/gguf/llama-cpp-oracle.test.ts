@@ -4,6 +4,7 @@ import { readGguf } from '../../lib/gguf/reader.js';
 import { openLlamaCppOracle, type LlamaCppOracle } from '../fixtures/llama-cpp-oracle.js';
 import { makeTinyModel, TINY_RANDOM_BLOCK_TYPES, type TinyModel, type TinyModelOptions } from '../fixtures/tiny-model.js';
 import { logitsRow, referenceLogits } from '../helpers/llama-reference.js';
+import { centered } from '../helpers/llama-cpp-logits.js';
 
 // Measured: F32 weights agree to ~2e-7. For F16 weights llama.cpp's CPU matmul rounds the
 // activations to f16 (~5e-4), and for Q8_0/Q4_0 weights it quantizes them to Q8_0 (~1-2e-2),
@@ -12,7 +13,7 @@ const MAX_REL_ERROR = { F32: 1e-5, F16: 2e-3, Q8_0: 3e-2, Q4_0: 3e-2 } as const;
 // With a K-quant output.weight llama.cpp quantizes the final activations to Q8_K (Q8_0/Q8_1 for Q5_0/Q5_1).
 const K_QUANT_OUTPUT_REL_ERROR = 3e-2;
 
-function relError(got: Float32Array, want: Float64Array): number {
+function relError(got: Float64Array, want: Float64Array): number {
   let num = 0;
   let den = 0;
   for (let i = 0; i < want.length; i++) {
@@ -58,12 +59,12 @@ describe('llama.cpp loads the GGUF our writer makes', () => {
       expect(got).toHaveLength(tokens.length);
       for (let t = 0; t < tokens.length; t++) {
         expect(got[t]).toHaveLength(model.config.vocab);
-        expect(relError(got[t] as Float32Array, logitsRow(want, model.config.vocab, t))).toBeLessThan(bound);
+        expect(relError(got[t]!, centered(logitsRow(want, model.config.vocab, t)))).toBeLessThan(bound);
       }
       // Negative control: HF weights with llama.cpp's RoPE pairing (i.e. an unpermuted GGUF)
       // must be far outside the bound, or this test could not see a wrong permutation.
       const wrong = referenceLogits(model.config, model.weights, tokens, { ropeStyle: 'interleaved' });
-      expect(relError(got[tokens.length - 1] as Float32Array, logitsRow(wrong, model.config.vocab, tokens.length - 1))).toBeGreaterThan(4 * bound);
+      expect(relError(got[tokens.length - 1]!, centered(logitsRow(wrong, model.config.vocab, tokens.length - 1)))).toBeGreaterThan(4 * bound);
     });
   }
 
@@ -86,7 +87,7 @@ describe('llama.cpp loads the GGUF our writer makes', () => {
     expect(generated.length).toBeGreaterThan(0);
     const seq = [...prompt];
     for (const token of generated) {
-      const logits = (await oracle.logits(seq)).at(-1) as Float32Array;
+      const logits = (await oracle.logits(seq)).at(-1)!;
       expect(token).toBe(logits.indexOf(Math.max(...logits)));
       seq.push(token);
     }
@@ -117,7 +118,7 @@ describe('llama.cpp decodes every block type we decode, to the same values', () 
       const got = await oracle.logits(tokens);
       const want = referenceLogits(model.config, model.weights, tokens);
       for (let t = 0; t < tokens.length; t++) {
-        expect(relError(got[t] as Float32Array, logitsRow(want, model.config.vocab, t))).toBeLessThan(MAX_REL_ERROR.F32);
+        expect(relError(got[t]!, centered(logitsRow(want, model.config.vocab, t)))).toBeLessThan(MAX_REL_ERROR.F32);
       }
     });
   }
@@ -131,7 +132,7 @@ describe('llama.cpp decodes every block type we decode, to the same values', () 
       const got = await oracle.logits(few);
       const want = referenceLogits(model.config, model.weights, few);
       for (let t = 0; t < few.length; t++) {
-        expect(relError(got[t] as Float32Array, logitsRow(want, model.config.vocab, t))).toBeLessThan(K_QUANT_OUTPUT_REL_ERROR);
+        expect(relError(got[t]!, centered(logitsRow(want, model.config.vocab, t)))).toBeLessThan(K_QUANT_OUTPUT_REL_ERROR);
       }
     });
   }
