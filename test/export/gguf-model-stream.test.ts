@@ -3,16 +3,18 @@
  * stays at a few tensors however deep the model is, sources it merges from (sharded bf16 safetensors,
  * a quantized GGUF), and bad input that names the file and leaves nothing at the output path.
  */
-import { copyFile, stat, truncate, writeFile } from 'node:fs/promises';
-import { join } from 'node:path';
+import { createHash } from 'node:crypto';
+import { copyFile, mkdir, readFile, stat, truncate, writeFile } from 'node:fs/promises';
+import { dirname, join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { writeGgufModel } from '../../lib/export/gguf-model.js';
 import { readGguf } from '../../lib/gguf/reader.js';
-import { readTensorFloat32 } from '../../lib/gguf/tensor-data.js';
+import { readTensorBytes, readTensorFloat32 } from '../../lib/gguf/tensor-data.js';
 import { generate } from '../../lib/model/generate.js';
 import { loadModel } from '../../lib/model/load-model.js';
 import { native } from '../../lib/native.js';
 import { toTypedArray } from '../../lib/tensor.js';
+import { BUILTIN_TEMPLATES } from '../../lib/tokenizer/builtin-templates.js';
 import { openLlamaCppOracle } from '../fixtures/llama-cpp-oracle.js';
 import { makeTinyModel, type TinyModel } from '../fixtures/tiny-model.js';
 import { tempDir } from '../helpers/temp-dir.js';
@@ -230,6 +232,34 @@ describe('sources and bad input', () => {
     // The adapter is not a no-op: the merged weight is not the base's.
     expect(Buffer.from((await readTensorFloat32(a, 'blk.0.attn_v.weight')).buffer).equals(Buffer.from(tiny.weights.get('model.layers.0.self_attn.v_proj.weight')!.values.buffer))).toBe(false);
   }, 60_000);
+
+  it('an Ollama model exports as its GGUF blob does, with the Jinja template its Go template matches', async () => {
+    const models = join(dir, 'ollama-models');
+    const blob = await readFile(tiny.ggufPath);
+    const template = '{{ if .System }}<|im_start|>system\n{{ .System }}<|im_end|>\n{{ end }}<|im_start|>user\n{{ .Prompt }}<|im_end|>\n<|im_start|>assistant\n';
+    const layer = async (data: string | Uint8Array, mediaType: string) => {
+      const hex = createHash('sha256').update(data).digest('hex');
+      await mkdir(join(models, 'blobs'), { recursive: true });
+      await writeFile(join(models, 'blobs', `sha256-${hex}`), data);
+      return { mediaType, digest: `sha256:${hex}`, size: typeof data === 'string' ? Buffer.byteLength(data) : data.byteLength };
+    };
+    const manifest = join(models, 'manifests', 'registry.ollama.ai', 'library', 'tiny-chat', 'latest');
+    await mkdir(dirname(manifest), { recursive: true });
+    const config = { mediaType: 'application/vnd.docker.container.image.v1+json', digest: `sha256:${'0'.repeat(64)}`, size: 2 };
+    const layers = [await layer(blob, 'application/vnd.ollama.image.model'), await layer(template, 'application/vnd.ollama.image.template')];
+    await writeFile(manifest, JSON.stringify({ schemaVersion: 2, mediaType: 'application/vnd.docker.distribution.manifest.v2+json', config, layers }));
+    const fromOllama = join(dir, 'from-ollama.gguf');
+    const fromFile = join(dir, 'from-file.gguf');
+    await writeGgufModel({ source: 'tiny-chat', ollamaModelsDir: models }, fromOllama, { type: 'f16', name: 'tuned' });
+    await writeGgufModel({ source: tiny.ggufPath }, fromFile, { type: 'f16' });
+    const a = await readGguf(fromOllama);
+    const b = await readGguf(fromFile);
+    expect(a.metadata.get('general.name')).toBe('tuned');
+    expect(a.metadata.get('tokenizer.chat_template')).toBe(BUILTIN_TEMPLATES.chatml);
+    expect(b.metadata.has('tokenizer.chat_template')).toBe(false);
+    expect(a.metadata.get('general.file_type')).toBe(1);
+    for (const t of a.tensors) expect(Buffer.from(await readTensorBytes(a, t)).equals(Buffer.from(await readTensorBytes(b, t.name))), t.name).toBe(true);
+  });
 
   it('a missing base is an error naming it; nothing is written', async () => {
     const out = join(dir, 'missing.gguf');
