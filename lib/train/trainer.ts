@@ -111,7 +111,7 @@ class Run {
       this.data = await openTrainingData({ ...c, output });
       const model = (this.model = await loadRunModel(c));
       checkVocabulary(this.data, model);
-      const adapterConfig = adapterConfigFor(c, { num_hidden_layers: model.architecture.numLayers, architecture: model.architecture.family });
+      const adapterConfig = adapterConfigFor(c, { num_hidden_layers: model.architecture.numLayers, architecture: model.architecture.family, qk_row_order: model.architecture.ropeTraditional ? 'gguf' : 'hf' });
       const configHash = trainConfigHash(c);
 
       const resumed = this.options.resume ? (await this.store.loadLatest()).checkpoint : undefined;

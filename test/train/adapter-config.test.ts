@@ -38,7 +38,7 @@ describe('adapterConfigFor', () => {
         keys: ['self_attn.q_proj', 'self_attn.k_proj', 'self_attn.v_proj', 'self_attn.o_proj'],
       },
       model: 'dolphin-mistral:7b',
-      base_model: { source: 'dolphin-mistral:7b', architecture: 'llama', num_hidden_layers: 32, quantization: { bits: 4, group_size: 64 } },
+      base_model: { source: 'dolphin-mistral:7b', architecture: 'llama', num_hidden_layers: 32, quantization: { bits: 4, group_size: 64 }, qk_row_order: 'gguf' },
       library_version: libraryVersion(),
     });
   });
