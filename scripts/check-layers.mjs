@@ -21,6 +21,7 @@ export const LAYERS = [
   ['export'],
   ['eval'],
   ['rollout'],
+  ['demo'],
   ['cli'],
   ['index.ts'],
 ];

@@ -12,7 +12,7 @@ import { writeGguf, type GgufTensorInput, type WrittenGguf } from '../gguf/write
 import { adapterForBase, readAdapter, transpose, type AdapterWeights } from '../model/adapter-weights.js';
 import type { Architecture } from '../model/architecture.js';
 import { ggufFileRowOrder } from '../model/qk-row-order.js';
-import { adapterTensorName } from '../train/adapter-config.js';
+import { adapterTensorName } from '../model/adapter-config.js';
 
 export interface AdapterGgufOptions {
   /** Encoding of the LoRA matrices; llama.cpp takes F32 and F16 adapters on any base. Default f32. */

@@ -8,7 +8,7 @@ import { readFile, stat } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { z } from 'zod';
 import { resolveModelSource, type ModelSource } from '../source/model-source.js';
-import { ADAPTER_CONFIG_FILE } from '../train/adapter-config.js';
+import { ADAPTER_CONFIG_FILE } from '../model/adapter-config.js';
 import { bestCheckpoint, checkpointFolderName, CheckpointStore, InvalidCheckpointError, type Checkpoint } from '../train/checkpoint-store.js';
 import { ADAPTER_FILE } from '../train/run-checkpoint.js';
 import { ADAPTER_DIR } from '../train/run-folder.js';

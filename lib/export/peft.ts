@@ -11,7 +11,7 @@ import { adapterForBase, peftTensorName, readAdapter, transpose, type AdapterWei
 import type { Architecture } from '../model/architecture.js';
 import { architectureOfModel } from '../model/architecture-of.js';
 import { replaceFolderAtomically } from '../io/atomic-folder.js';
-import { adapterTensorName } from '../train/adapter-config.js';
+import { adapterTensorName } from '../model/adapter-config.js';
 
 export interface PeftExportOptions {
   /** base_model_name_or_path; by default the base the adapter's config names. */

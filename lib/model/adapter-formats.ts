@@ -8,7 +8,7 @@ import { z } from 'zod';
 import { ConfigError } from '../config/config-error.js';
 import { problemsFromIssues } from '../config/zod-problems.js';
 import { LORA_TARGETS, loraScale, type LoraTarget } from '../config/train-config.js';
-import { ADAPTER_CONFIG_FILE, loraTargetsOf, qkRowOrderOfBase, readAdapterConfig, type QkRowOrder } from '../train/adapter-config.js';
+import { ADAPTER_CONFIG_FILE, loraTargetsOf, qkRowOrderOfBase, readAdapterConfig, type QkRowOrder } from './adapter-config.js';
 
 export type AdapterFormat = 'mlx-qlora' | 'mlx-lm' | 'peft';
 export { ADAPTER_CONFIG_FILE };

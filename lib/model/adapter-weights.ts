@@ -4,7 +4,7 @@
  * `.lora_b` (r, out) — checked for completeness and shape, and put in a base's q/k row order.
  */
 import type { LoraTarget } from '../config/train-config.js';
-import { adaptedLayers, adapterTensorName, MLX_KEY_OF } from '../train/adapter-config.js';
+import { adaptedLayers, adapterTensorName, MLX_KEY_OF } from './adapter-config.js';
 import { describeAdapter, type AdapterDescription } from './adapter-formats.js';
 import { readSafetensorsF32, type DenseMatrix } from './adapter-safetensors.js';
 import type { Architecture } from './architecture.js';

@@ -3,7 +3,7 @@
  * pairs): GGUF row h·hd + 2i + j holds HF row h·hd + j·hd/2 + i (gguf_ollama.md §3.2). A LoRA B
  * has the projection's outputs as its columns in mlx orientation (r, out), so only B moves.
  */
-import type { QkRowOrder } from '../train/adapter-config.js';
+import type { QkRowOrder } from './adapter-config.js';
 import type { Architecture } from './architecture.js';
 
 export type { QkRowOrder };

@@ -3,8 +3,8 @@ import { mkdir, readdir, readFile, rename, rm, stat, writeFile } from 'node:fs/p
 import path from 'node:path';
 import { formatKeyPath, problemsFromIssues } from '../config/zod-problems.js';
 import { fsyncDir, fsyncFile, isErrno, tempName, TEMP_PREFIX, writeFileAtomic } from '../io/atomic-file.js';
+import { libraryVersion } from '../config/library-version.js';
 import {
-  libraryVersion,
   TRAINER_STATE_FILE,
   TRAINER_STATE_FORMAT,
   trainerStateInputSchema,

@@ -3,7 +3,7 @@ import { writeFile } from 'node:fs/promises';
 import { loadSafetensors, saveSafetensors } from '../io/safetensors.js';
 import type { NativeModel } from '../native.js';
 import { tensor, toTypedArray } from '../tensor.js';
-import { ADAPTER_CONFIG_FILE, serializeAdapterConfig, type AdapterConfig } from './adapter-config.js';
+import { ADAPTER_CONFIG_FILE, serializeAdapterConfig, type AdapterConfig } from '../model/adapter-config.js';
 import type { CheckpointFileWriter } from './checkpoint-store.js';
 
 export const ADAPTER_FILE = 'adapters.safetensors';

@@ -14,7 +14,7 @@ import { memory, resetPeakMemory } from '../device.js';
 import type { RecordSource } from '../data/prepared-dataset.js';
 import { datasetLoss, type DatasetLoss } from '../eval/dataset-loss.js';
 import type { LoadedModel } from '../model/load-model.js';
-import { adapterConfigFor } from './adapter-config.js';
+import { adapterConfigFor } from '../model/adapter-config.js';
 import { writeFolderAtomically } from '../io/atomic-folder.js';
 import type { CheckpointStore } from './checkpoint-store.js';
 import { MetricsLog } from './metrics-log.js';
@@ -22,7 +22,7 @@ import { adapterWriters, checkpointWriters, restoreCheckpoint } from './run-chec
 import { createRunEventChannel, type CheckpointEvent, type DoneEvent, type EventChannel, type RunEvent } from './run-events.js';
 import { ADAPTER_DIR, claimRunFolder } from './run-folder.js';
 import { learningRateAt, totalTrainingSteps } from './schedule.js';
-import { libraryVersion } from './trainer-state.js';
+import { libraryVersion } from '../config/library-version.js';
 import { applyMemoryLimits, checkResumable, checkVocabulary, loadRunModel, overlongReport } from './run-setup.js';
 import { openTrainingData, toNativeBatch, type TrainingData } from './training-data.js';
 import { TrainingError, withMemoryHint, type MemoryContext } from './training-error.js';

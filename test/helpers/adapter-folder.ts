@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { parseTrainConfig } from '../../lib/config/load-config.js';
 import type { LoadedModel } from '../../lib/model/load-model.js';
 import type { LoraSettings } from '../../lib/model/lora-options.js';
-import { adapterConfigFor } from '../../lib/train/adapter-config.js';
+import { adapterConfigFor } from '../../lib/model/adapter-config.js';
 import { adapterWriters } from '../../lib/train/run-checkpoint.js';
 
 export async function saveAdapterFolder(model: LoadedModel, dir: string, lora: Pick<LoraSettings, 'rank' | 'alpha' | 'targets'>): Promise<void> {

@@ -8,7 +8,7 @@ import { architectureFromGguf, architectureFromHf } from '../../lib/model/archit
 import { loadModel, type LoadedModel } from '../../lib/model/load-model.js';
 import { roundToBf16 } from '../../lib/gguf/float16.js';
 import { readGguf } from '../../lib/gguf/reader.js';
-import { MLX_KEY_OF } from '../../lib/train/adapter-config.js';
+import { MLX_KEY_OF } from '../../lib/model/adapter-config.js';
 import { disposeAll, toTypedArray } from '../../lib/tensor.js';
 import { writeSafetensors, type SafetensorsDtype, type SafetensorsTensor } from '../fixtures/safetensors.js';
 import { makeTinyModel, qkPermutation, type TinyModel } from '../fixtures/tiny-model.js';

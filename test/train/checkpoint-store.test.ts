@@ -2,7 +2,8 @@ import { mkdir, readdir, readFile, rename, rm, truncate, writeFile } from 'node:
 import path from 'node:path';
 import { beforeEach, describe, expect, it } from 'vitest';
 import { CheckpointStore, type CheckpointFileWriter } from '../../lib/train/checkpoint-store.js';
-import { libraryVersion, type TrainerStateInput } from '../../lib/train/trainer-state.js';
+import { libraryVersion } from '../../lib/config/library-version.js';
+import { type TrainerStateInput } from '../../lib/train/trainer-state.js';
 import { tempDirs } from './fixtures/temp-dirs.js';
 
 const makeTempDir = tempDirs('mlxq-ckpt-');

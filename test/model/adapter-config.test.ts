@@ -11,9 +11,9 @@ import {
   readAdapterConfig,
   serializeAdapterConfig,
   writeAdapterConfig,
-} from '../../lib/train/adapter-config.js';
-import { libraryVersion } from '../../lib/train/trainer-state.js';
-import { tempDirs } from './fixtures/temp-dirs.js';
+} from '../../lib/model/adapter-config.js';
+import { libraryVersion } from '../../lib/config/library-version.js';
+import { tempDirs } from '../train/fixtures/temp-dirs.js';
 
 const makeTempDir = tempDirs('mlxq-adapter-');
 

@@ -14,7 +14,7 @@ import {
 } from '../config/train-config.js';
 import { problemsFromIssues } from '../config/zod-problems.js';
 import { writeFileAtomic } from '../io/atomic-file.js';
-import { libraryVersion } from './trainer-state.js';
+import { libraryVersion } from '../config/library-version.js';
 
 /**
  * mlx-lm's `adapter_config.json` (gguf_ollama.md §2.1). mlx-lm's `load_adapters` reads only
