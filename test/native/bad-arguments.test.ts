@@ -136,6 +136,7 @@ function validCalls(): Record<string, () => unknown[]> {
     saveSafetensors: () => [join(f.dir, 'out.safetensors'), { a: f.t22 }, { key: 'value' }],
     tensorFromFile: () => [f.file, 0, 16, 'float32', [2, 2]],
     createModel: () => [{ ...config }, { ...build }, { ...lora }],
+    ggufEncode: () => [f.w, 'Q8_0', 1],
     mlxThreadId: () => [],
     externalMemory: () => [],
     'Model.setWeight': () => ['model.norm.weight', f.norm],
