@@ -7,7 +7,7 @@ import { join } from 'node:path';
 import { z } from 'zod';
 import { device } from '../device.js';
 import { readGguf, type GgufFile } from '../gguf/reader.js';
-import { readAdapterConfig } from '../train/adapter-config.js';
+import { readAdapterConfig } from './adapter-config.js';
 import { native, type DType, type NativeBuildOptions, type NativeModel } from '../native.js';
 import { architectureFromGguf, architectureFromHf, type Architecture } from './architecture.js';
 import { ggufRopePeriods, loadGgufWeights } from './gguf-weights.js';
@@ -114,9 +114,13 @@ export function ggufStoredQuantization(file: Pick<GgufFile, 'tensors'>): BaseQua
  * ggufStoredQuantization says.
  */
 export async function defaultBaseQuantization(stored: BaseQuantization, adapterDir?: string): Promise<BaseQuantization> {
-  if (adapterDir === undefined) return stored;
+  return (adapterDir === undefined ? undefined : await recordedBaseQuantization(adapterDir)) ?? stored;
+}
+
+/** The base quantization an adapter folder records it was trained on; undefined when it records none. */
+export async function recordedBaseQuantization(adapterDir: string): Promise<BaseQuantization | undefined> {
   const recorded = (await readAdapterConfig(adapterDir)).base_model;
-  if (!recorded) return stored;
+  if (!recorded) return undefined;
   return recorded.quantization ? { bits: recorded.quantization.bits, groupSize: recorded.quantization.group_size } : 'none';
 }
 
