@@ -13,10 +13,12 @@ import { readTensorBytes, readTensorFloat32 } from '../../lib/gguf/tensor-data.j
 import { generate } from '../../lib/model/generate.js';
 import { loadModel } from '../../lib/model/load-model.js';
 import { native } from '../../lib/native.js';
-import { toTypedArray } from '../../lib/tensor.js';
+import { dequantize, disposeAll, quantize, tensor, toTypedArray, type Tensor } from '../../lib/tensor.js';
 import { BUILTIN_TEMPLATES } from '../../lib/tokenizer/builtin-templates.js';
 import { openLlamaCppOracle } from '../fixtures/llama-cpp-oracle.js';
-import { makeTinyModel, type TinyModel } from '../fixtures/tiny-model.js';
+import { gatherRows, makeTinyModel, qkPermutation, type TinyModel } from '../fixtures/tiny-model.js';
+import { saveSafetensors } from '../../lib/io/safetensors.js';
+import { hfToGgufName } from '../../lib/gguf/tensor-names.js';
 import { tempDir } from '../helpers/temp-dir.js';
 import { addTinyTokenizer, llamaCppLogProbs, logSoftmax, makeAdapter } from './gguf-model-fixtures.js';
 
@@ -259,6 +261,43 @@ describe('sources and bad input', () => {
     expect(b.metadata.has('tokenizer.chat_template')).toBe(false);
     expect(a.metadata.get('general.file_type')).toBe(1);
     for (const t of a.tensors) expect(Buffer.from(await readTensorBytes(a, t)).equals(Buffer.from(await readTensorBytes(b, t.name))), t.name).toBe(true);
+  });
+
+  it('an MLX-quantized folder (mixed bits and groups) exports its dequantized weights exactly', async () => {
+    const mlxDir = join(dir, 'mlx');
+    await mkdir(mlxDir, { recursive: true });
+    const layoutOf = (name: string) => (name === 'model.embed_tokens.weight' ? { bits: 8, groupSize: 64 } : name.includes('down_proj') ? { bits: 6, groupSize: 32 } : { bits: 4, groupSize: 32 });
+    await writeFile(join(mlxDir, 'config.json'), JSON.stringify({ ...tiny.hfConfig, quantization: { group_size: 32, bits: 4 } }));
+    await copyFile(join(tiny.hfDir, 'tokenizer.json'), join(mlxDir, 'tokenizer.json'));
+    const tensors: Record<string, Tensor> = {};
+    const expected = new Map<string, Float32Array>();
+    for (const [name, w] of tiny.weights) {
+      const t = await tensor(Float32Array.from(w.values), w.shape);
+      if (!(name.endsWith('_proj.weight') || name === 'model.embed_tokens.weight' || name === 'lm_head.weight')) {
+        tensors[name] = t;
+        expected.set(name, w.values);
+        continue;
+      }
+      const q = await quantize(t, layoutOf(name));
+      const prefix = name.slice(0, -'.weight'.length);
+      Object.assign(tensors, { [`${prefix}.weight`]: q.wq, [`${prefix}.scales`]: q.scales, [`${prefix}.biases`]: q.biases });
+      const d = await dequantize(q, { ...layoutOf(name), dtype: 'float32' });
+      let values = (await toTypedArray(d)) as Float32Array;
+      d.dispose();
+      t.dispose();
+      const heads = name.includes('q_proj') ? 4 : name.includes('k_proj') ? 2 : 0;
+      if (heads) values = gatherRows(values, w.shape[0]!, qkPermutation(w.shape[0]!, heads));
+      expected.set(name, values);
+    }
+    await saveSafetensors(join(mlxDir, 'model.safetensors'), tensors, { format: 'mlx' });
+    disposeAll(Object.values(tensors));
+    const out = join(dir, 'from-mlx.gguf');
+    await writeGgufModel({ source: mlxDir }, out, { type: 'f32' });
+    const file = await readGguf(out);
+    for (const [name, values] of expected) {
+      const got = await readTensorFloat32(file, hfToGgufName(name)!);
+      expect(Buffer.from(got.buffer).equals(Buffer.from(values.buffer)), name).toBe(true);
+    }
   });
 
   it('a missing base is an error naming it; nothing is written', async () => {
