@@ -3,6 +3,7 @@
  * base bytes and linear storage as the loaded model reports, while reading no tensor data and
  * making no native model (a model whose data is cut off after the header still gets its report).
  */
+import { createHash } from 'node:crypto';
 import { copyFile, mkdir, open, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Command } from 'commander';
@@ -55,6 +56,25 @@ async function hollowGguf(path: string, out: string, dataOffset: number): Promis
   const fh = await open(out, 'r+');
   await fh.truncate(bytes.length);
   await fh.close();
+}
+
+/** An Ollama models folder holding `gguf` as library/tiny:latest. */
+async function ollamaStore(root: string, gguf: string): Promise<void> {
+  const bytes = await readFile(gguf);
+  const hex = createHash('sha256').update(bytes).digest('hex');
+  await mkdir(join(root, 'blobs'), { recursive: true });
+  await writeFile(join(root, 'blobs', `sha256-${hex}`), bytes);
+  const manifest = join(root, 'manifests', 'registry.ollama.ai', 'library', 'tiny');
+  await mkdir(manifest, { recursive: true });
+  await writeFile(
+    join(manifest, 'latest'),
+    JSON.stringify({
+      schemaVersion: 2,
+      mediaType: 'application/vnd.docker.distribution.manifest.v2+json',
+      config: { mediaType: 'application/vnd.docker.container.image.v1+json', digest: `sha256:${'0'.repeat(64)}`, size: 2 },
+      layers: [{ mediaType: 'application/vnd.ollama.image.model', digest: `sha256:${hex}`, size: bytes.byteLength }],
+    }),
+  );
 }
 
 async function loadedNumbers(spec: string, options: LoadModelOptions) {
@@ -139,6 +159,23 @@ describe('info reads metadata only', () => {
     expect(report.parameters).toBe(parameterCount(whole.architecture));
     expect(report.baseBytes).toBe(whole.baseBytes);
     expect(report.linearStorage).toEqual({ dense: 14 });
+  });
+
+  it('resolves an Ollama name to its GGUF blob and reports it as the loader would load it', async () => {
+    const store = join(q40.root, 'ollama-models');
+    await ollamaStore(store, q40.ggufPath);
+    const previous = process.env.OLLAMA_MODELS;
+    process.env.OLLAMA_MODELS = store;
+    try {
+      const report = JSON.parse(await runInfoCli('tiny')) as { source: { kind: string; name: string }; baseBytes: number; build: unknown };
+      expect(report.source).toMatchObject({ kind: 'ollama', name: 'registry.ollama.ai/library/tiny:latest' });
+      const loaded = await loadedNumbers('tiny', { ollamaModelsDir: store });
+      expect(report.baseBytes).toBe(loaded.baseBytes);
+      expect(report.build).toEqual(loaded.build);
+    } finally {
+      if (previous === undefined) delete process.env.OLLAMA_MODELS;
+      else process.env.OLLAMA_MODELS = previous;
+    }
   });
 
   it('reports a GGUF model without making a native model or reading a tensor', async () => {
