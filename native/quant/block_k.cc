@@ -22,8 +22,9 @@ constexpr float kGroupMaxEps = 1e-15f;
  * start from the min/max fit, then try nstep+1 inverse scales (rmin + rdelta·is + nmax)/(max−min)
  * and keep the lowest weighted squared error. `min` is kept ≤ 0; *neg_min receives −min.
  */
-float fit_scale_and_min(int n, int nmax, const float* x, const float* w, uint8_t* L, float* neg_min, uint8_t* Laux,
-                        float rmin, float rdelta, int nstep) {
+template <int n, int nmax>
+float fit_scale_and_min(const float* x, const float* w, uint8_t* L, float* neg_min, uint8_t* Laux, float rmin,
+                        float rdelta, int nstep) {
   float min = x[0];
   float max = x[0];
   float sum_w = w[0];
@@ -36,7 +37,7 @@ float fit_scale_and_min(int n, int nmax, const float* x, const float* w, uint8_t
   }
   if (min > 0) min = 0;
   if (max == min) {
-    std::memset(L, 0, static_cast<size_t>(n));
+    std::memset(L, 0, n);
     *neg_min = -min;
     return 0.0f;
   }
@@ -49,11 +50,16 @@ float fit_scale_and_min(int n, int nmax, const float* x, const float* w, uint8_t
     const float diff = scale * L[i] + min - x[i];
     best_error += w[i] * (diff * diff);
   }
+  // x − min as ggml computes it inside the loop; refreshed whenever a candidate moves min.
+  float shifted[n];
+  for (int i = 0; i < n; ++i) shifted[i] = x[i] - min;
   for (int is = 0; is <= nstep; ++is) {
     iscale = (rmin + rdelta * is + nmax) / (max - min);
+    int levels[n];
+    for (int i = 0; i < n; ++i) levels[i] = std::max(0, std::min(nmax, nearest_int(iscale * shifted[i])));
     float sum_l = 0, sum_l2 = 0, sum_xl = 0;
     for (int i = 0; i < n; ++i) {
-      const int l = std::max(0, std::min(nmax, nearest_int(iscale * (x[i] - min))));
+      const int l = levels[i];
       Laux[i] = static_cast<uint8_t>(l);
       sum_l += w[i] * l;
       sum_l2 += w[i] * l * l;
@@ -73,10 +79,11 @@ float fit_scale_and_min(int n, int nmax, const float* x, const float* w, uint8_t
       error += w[i] * (diff * diff);
     }
     if (error < best_error) {
-      std::memcpy(L, Laux, static_cast<size_t>(n));
+      std::memcpy(L, Laux, n);
       best_error = error;
       scale = this_scale;
       min = this_min;
+      for (int i = 0; i < n; ++i) shifted[i] = x[i] - min;
     }
   }
   *neg_min = -min;
@@ -87,7 +94,8 @@ float fit_scale_and_min(int n, int nmax, const float* x, const float* w, uint8_t
  * Symmetric fit x ≈ scale·(L − nmax) over one sub-block with weights x² (ggml's make_qx_quants,
  * rmse_type 1): 19 candidate inverse scales −(nmax + 0.1·is)/max, the best Σlx²/Σl² wins.
  */
-float fit_symmetric_scale(int n, int nmax, const float* x, int8_t* L) {
+template <int n, int nmax>
+float fit_symmetric_scale(const float* x, int8_t* L) {
   float max = 0;
   float amax = 0;
   for (int i = 0; i < n; ++i) {
@@ -98,34 +106,39 @@ float fit_symmetric_scale(int n, int nmax, const float* x, int8_t* L) {
     }
   }
   if (amax < kGroupMaxEps) {
-    std::memset(L, 0, static_cast<size_t>(n));
+    std::memset(L, 0, n);
     return 0.0f;
   }
-  auto quant = [nmax](float iscale, float v) { return std::max(-nmax, std::min(nmax - 1, nearest_int(iscale * v))); };
+  auto quant = [](float iscale, float v) { return std::max(-nmax, std::min(nmax - 1, nearest_int(iscale * v))); };
+  // The weights x² and the products x²·x, each rounded as ggml rounds them in every pass.
+  float w[n], wx[n];
+  for (int i = 0; i < n; ++i) {
+    w[i] = x[i] * x[i];
+    wx[i] = w[i] * x[i];
+  }
   float iscale = -nmax / max;
   float sumlx = 0;
   float suml2 = 0;
   for (int i = 0; i < n; ++i) {
     const int l = quant(iscale, x[i]);
     L[i] = static_cast<int8_t>(l + nmax);
-    const float w = x[i] * x[i];
-    sumlx += w * x[i] * l;
-    suml2 += w * l * l;
+    sumlx += wx[i] * l;
+    suml2 += w[i] * l * l;
   }
   float scale = suml2 != 0 ? sumlx / suml2 : 0.0f;
   float best = scale * sumlx;
   for (int is = -9; is <= 9; ++is) {
     if (is == 0) continue;
     iscale = -(nmax + 0.1f * is) / max;
+    int levels[n];
+    for (int i = 0; i < n; ++i) levels[i] = quant(iscale, x[i]);
     sumlx = suml2 = 0;
     for (int i = 0; i < n; ++i) {
-      const int l = quant(iscale, x[i]);
-      const float w = x[i] * x[i];
-      sumlx += w * x[i] * l;
-      suml2 += w * l * l;
+      sumlx += wx[i] * levels[i];
+      suml2 += w[i] * levels[i] * levels[i];
     }
     if (suml2 > 0 && sumlx * sumlx > best * suml2) {
-      for (int i = 0; i < n; ++i) L[i] = static_cast<int8_t>(nmax + quant(iscale, x[i]));
+      for (int i = 0; i < n; ++i) L[i] = static_cast<int8_t>(nmax + levels[i]);
       scale = sumlx / suml2;
       best = scale * sumlx;
     }
@@ -151,8 +164,8 @@ void pack_scales_and_mins(const uint8_t* ls, const uint8_t* lm, uint8_t* scales)
  * Q4_K and Q5_K share everything but nmax and the search range: writes d, dmin and the 12 scale
  * bytes at `head`, and the final levels (0..nmax) of the 256 values to L.
  */
-void quantize_scale_min_superblock(const float* x, int nmax, float rmin, float rdelta, int nstep, uint8_t* head,
-                                   uint8_t* L) {
+template <int nmax>
+void quantize_scale_min_superblock(const float* x, float rmin, float rdelta, int nstep, uint8_t* head, uint8_t* L) {
   float scales[8], mins[8], weights[32];
   uint8_t Laux[32];
   float max_scale = 0;
@@ -163,7 +176,7 @@ void quantize_scale_min_superblock(const float* x, int nmax, float rmin, float r
     for (int l = 0; l < 32; ++l) sum_x2 += xs[l] * xs[l];
     const float av_x = std::sqrt(sum_x2 / 32);
     for (int l = 0; l < 32; ++l) weights[l] = av_x + std::fabs(xs[l]);
-    scales[j] = fit_scale_and_min(32, nmax, xs, weights, L + 32 * j, &mins[j], Laux, rmin, rdelta, nstep);
+    scales[j] = fit_scale_and_min<32, nmax>(xs, weights, L + 32 * j, &mins[j], Laux, rmin, rdelta, nstep);
     if (scales[j] > max_scale) max_scale = scales[j];
     if (mins[j] > max_min) max_min = mins[j];
   }
@@ -197,7 +210,7 @@ void quantize_scale_min_superblock(const float* x, int nmax, float rmin, float r
 void encode_q4_k(const float* x, uint8_t* out, size_t blocks) {
   uint8_t L[kSuper];
   for (size_t b = 0; b < blocks; ++b, x += kSuper, out += 144) {
-    quantize_scale_min_superblock(x, 15, -1.f, 0.1f, 20, out, L);
+    quantize_scale_min_superblock<15>(x, -1.f, 0.1f, 20, out, L);
     uint8_t* q = out + 16;
     for (int j = 0; j < kSuper; j += 64, q += 32) {
       for (int l = 0; l < 32; ++l) q[l] = static_cast<uint8_t>(L[j + l] | (L[j + l + 32] << 4));
@@ -209,7 +222,7 @@ void encode_q4_k(const float* x, uint8_t* out, size_t blocks) {
 void encode_q5_k(const float* x, uint8_t* out, size_t blocks) {
   uint8_t L[kSuper];
   for (size_t b = 0; b < blocks; ++b, x += kSuper, out += 176) {
-    quantize_scale_min_superblock(x, 31, -0.5f, 0.1f, 15, out, L);
+    quantize_scale_min_superblock<31>(x, -0.5f, 0.1f, 15, out, L);
     uint8_t* qh = out + 16;
     uint8_t* ql = out + 48;
     std::memset(qh, 0, 32);
@@ -242,7 +255,7 @@ void encode_q6_k(const float* x, uint8_t* out, size_t blocks) {
     float max_scale = 0;
     float max_abs_scale = 0;
     for (int ib = 0; ib < 16; ++ib) {
-      scales[ib] = fit_symmetric_scale(16, 32, x + 16 * ib, L + 16 * ib);
+      scales[ib] = fit_symmetric_scale<16, 32>(x + 16 * ib, L + 16 * ib);
       const float abs_scale = std::fabs(scales[ib]);
       if (abs_scale > max_abs_scale) {
         max_abs_scale = abs_scale;

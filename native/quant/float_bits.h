@@ -19,30 +19,24 @@ inline float float_of(uint32_t u) {
   return f;
 }
 
-/** IEEE binary16 of f, rounded to nearest even; a NaN becomes the quiet NaN 0x7E00 with its sign. */
+/**
+ * IEEE binary16 of f, rounded to nearest even; a NaN becomes the quiet NaN 0x7E00 with its sign
+ * (ggml's choice). Branch-free so that conversion loops vectorize.
+ */
 inline uint16_t f32_to_f16(float f) {
   const uint32_t u = bits_of(f);
-  const uint16_t sign = static_cast<uint16_t>((u >> 16) & 0x8000u);
-  const uint32_t a = u & 0x7FFFFFFFu;
-  if (a > 0x7F800000u) return sign | 0x7E00u;
-  // 65520 (half-way between 65504 and 2^16) and above round to infinity.
-  if (a >= 0x477FF000u) return sign | 0x7C00u;
-  if (a >= 0x38800000u) {  // a normal half (2^-14 and above): rebias the exponent, round 13 bits off
-    uint32_t h = (a - 0x38000000u) >> 13;
-    const uint32_t rest = a & 0x1FFFu;
-    if (rest > 0x1000u || (rest == 0x1000u && (h & 1u))) ++h;  // a carry moves into the exponent, as it should
-    return static_cast<uint16_t>(sign | h);
-  }
-  // A subnormal half: the value in units of 2^-24, rounded to nearest even.
-  const uint32_t exponent = a >> 23;
-  const uint32_t shift = 126u - exponent;  // ≥ 14
-  if (shift > 24u) return sign;            // below 2^-25: rounds to zero (float subnormals too)
-  const uint32_t mantissa = (a & 0x7FFFFFu) | 0x800000u;
-  uint32_t h = mantissa >> shift;
-  const uint32_t rest = mantissa & ((1u << shift) - 1u);
-  const uint32_t half = 1u << (shift - 1u);
-  if (rest > half || (rest == half && (h & 1u))) ++h;
-  return static_cast<uint16_t>(sign | h);
+  const int32_t a = static_cast<int32_t>(u & 0x7FFFFFFFu);
+  // Normal halves: rebias the exponent and drop 13 mantissa bits, adding 0xFFF plus the kept lowest
+  // bit first, which rounds to nearest even (a carry correctly moves into the exponent).
+  const uint32_t ua = static_cast<uint32_t>(a);  // unsigned: the sum wraps harmlessly for NaN and infinity
+  const int32_t normal = static_cast<int32_t>((ua + 0xFFFu + ((ua >> 13) & 1u) - 0x38000000u) >> 13);
+  // Below 2^-14 the half unit is 2^-24, the float unit of numbers in [0.5, 1): adding 0.5 lets the
+  // FPU round to it; the low bits are then the subnormal half.
+  const int32_t subnormal = static_cast<int32_t>(bits_of(float_of(ua) + 0.5f) - 0x3F000000u);
+  int32_t h = a < 0x38800000 ? subnormal : normal;
+  h = a >= 0x477FF000 ? 0x7C00 : h;  // 65520 and above round to infinity
+  h = a > 0x7F800000 ? 0x7E00 : h;
+  return static_cast<uint16_t>(((u >> 16) & 0x8000u) | static_cast<uint32_t>(h));
 }
 
 /** The exact float value of a binary16. */
