@@ -6,6 +6,7 @@
  */
 import { readFile } from 'node:fs/promises';
 import { basename, join } from 'node:path';
+import { canDequantize } from '../gguf/dequantize.js';
 import { readGguf, type GgufFile } from '../gguf/reader.js';
 import { optionalInteger, optionalString } from '../gguf/metadata.js';
 import { readTensorFloat32 } from '../gguf/tensor-data.js';
@@ -65,6 +66,8 @@ async function openGguf(source: ModelSource): Promise<WeightSource> {
     } catch (error) {
       throw new Error(`${file.path}: ${(error as Error).message}`);
     }
+    // Checked before anything is written: an export must not fail halfway on a type it cannot read.
+    if (!canDequantize(t.ggmlType)) throw new Error(`${file.path}: tensor '${t.name}' has type ${t.typeName}, which this exporter cannot decode`);
     return { name: t.name, hfName, shape: t.shape, permuteHeads: undefined, read: () => readTensorFloat32(file, t) };
   });
   const displayName = optionalString(file, 'general.name') ?? (source.kind === 'ollama' ? source.name : basename(source.path, '.gguf'));
@@ -100,6 +103,7 @@ function sameShape(a: readonly number[], b: readonly number[]): boolean {
   return a.length === b.length && a.every((n, i) => n === b[i]);
 }
 
+const FLOAT_DTYPES: ReadonlySet<string> = new Set(['F32', 'F16', 'BF16']);
 const SAFETENSORS_DTYPE: Readonly<Record<string, DType>> = { F32: 'float32', F16: 'float16', BF16: 'bfloat16', U32: 'uint32' };
 
 function entryTensor(e: SafetensorsEntry): Promise<Tensor> {
@@ -167,6 +171,7 @@ async function openHf(source: ModelSource): Promise<WeightSource> {
     }
     if (!entry) throw new Error(`${source.path}: the safetensors have no tensor '${name}'`);
     if (!sameShape(entry.shape, shape)) throw new Error(`${entry.file}: tensor '${name}' has shape [${entry.shape.join(', ')}], config.json implies [${shape.join(', ')}]`);
+    if (!FLOAT_DTYPES.has(entry.dtype)) throw new Error(`${entry.file}: tensor '${name}' has dtype ${entry.dtype} (F32, F16 or BF16 expected, or an MLX-quantized triple)`);
     tensors.push({ name: ggufName, hfName: name, shape, permuteHeads: heads, read: () => readSafetensorsFloat32(entry) });
   }
   const named = typeof hfConfig._name_or_path === 'string' && hfConfig._name_or_path.length > 0 ? basename(hfConfig._name_or_path) : basename(source.path);
