@@ -300,6 +300,25 @@ describe('sources and bad input', () => {
     }
   });
 
+  it('a Q8_0 GGUF base with an adapter trained on it: the F32 export gives our adapted forward in llama.cpp', async () => {
+    const adapter = join(dir, 'adapter-q8');
+    await makeAdapter(tiny.ggufPath, adapter, 1200);
+    const out = join(dir, 'fused-q8-base.gguf');
+    await writeGgufModel({ source: tiny.ggufPath, adapter }, out, { type: 'f32' });
+    const theirs = await llamaCppLogProbs(out, PROMPTS);
+    let row = 0;
+    for (const p of PROMPTS) {
+      row += p.length;
+      const ours = await lastLogits(tiny.ggufPath, adapter, p);
+      const base = await lastLogits(tiny.ggufPath, undefined, p);
+      const gap = maxAbsDiff(logSoftmax([ours])[0]!, theirs[row - 1]!) / range(ours);
+      console.log(`Q8_0 base + adapter: max |Δlogit| / range ${gap.toExponential(3)}`);
+      expect(gap).toBeLessThan(1e-3);
+      // The adapter moves the logits far more than that.
+      expect(maxAbsDiff(logSoftmax([base])[0]!, theirs[row - 1]!) / range(ours)).toBeGreaterThan(1e-2);
+    }
+  }, 60_000);
+
   it('a missing base is an error naming it; nothing is written', async () => {
     const out = join(dir, 'missing.gguf');
     await expect(writeGgufModel({ source: join(dir, 'no-such-model') }, out, { type: 'f16' })).rejects.toThrow(/no-such-model/);
