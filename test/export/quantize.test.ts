@@ -150,6 +150,22 @@ describe('encodeTensor inputs', () => {
     }
   });
 
+  it('encodes off the event loop, and the input may be disposed while it runs', async () => {
+    const rng = createRng(21);
+    const values = Float32Array.from({ length: 1024 * 1024 }, () => rng.normal());
+    const t = await tensor(values, [1024, 1024]);
+    const expected = Buffer.from(await encodeTensor(t, 'Q6_K', { threads: 1 }));
+    let ticks = 0;
+    const timer = setInterval(() => ticks++, 1);
+    const pending = encodeTensor(t, 'Q6_K', { threads: 1 });
+    t.dispose(); // the job holds its own reference
+    const bytes = Buffer.from(await pending);
+    clearInterval(timer);
+    expect(bytes.equals(expected)).toBe(true);
+    expect(ticks).toBeGreaterThan(2); // timers ran while a million values were encoded
+    await expect(encodeTensor(t, 'Q6_K')).rejects.toThrow(/disposed/);
+  });
+
   it('rejects a type it cannot write, a shape it cannot take and bad thread counts, naming them', async () => {
     const t = await tensorOf(new Float32Array(3 * 100), [3, 100]);
     await expect(encodeTensor(t, 'Q2_K')).rejects.toThrow(/cannot write GGUF type Q2_K/);
