@@ -12,7 +12,7 @@ import type { TrainConfig, TrainConfigInput } from '../config/train-config.js';
 import { EpochIterator, type DataCursor } from '../data/epoch-iterator.js';
 import { memory, resetPeakMemory } from '../device.js';
 import type { RecordSource } from '../data/prepared-dataset.js';
-import { datasetLoss, type DatasetLoss } from '../eval/dataset-loss.js';
+import { datasetLoss, type DatasetLoss } from './dataset-loss.js';
 import type { LoadedModel } from '../model/load-model.js';
 import { adapterConfigFor } from '../model/adapter-config.js';
 import { writeFolderAtomically } from '../io/atomic-folder.js';
