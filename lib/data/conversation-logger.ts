@@ -46,105 +46,108 @@ export interface ConversationLogger {
 
 const LOCK_STALE_MS = 10_000;
 
+interface AppendHandle {
+  fd: number;
+  inode: number;
+}
+
+/** Opens `path` for appending; a torn last line left by a crashed writer is closed with "\n". */
+function openForAppend(path: string): AppendHandle {
+  const fd = openSync(path, 'a');
+  const st = fstatSync(fd);
+  if (st.size > 0) {
+    const last = Buffer.alloc(1);
+    const reader = openSync(path, 'r');
+    try {
+      readSync(reader, last, 0, 1, st.size - 1);
+    } finally {
+      closeSync(reader);
+    }
+    if (last[0] !== 0x0a) writeSync(fd, '\n');
+  }
+  return { fd, inode: st.ino };
+}
+
+function currentInode(path: string): number {
+  try {
+    return statSync(path).ino;
+  } catch {
+    return -1;
+  }
+}
+
+/** Moves a full log aside under a lock; another writer already rotating means nothing to do. */
+function rotate(path: string, maxBytes: number): void {
+  const lock = `${path}.lock`;
+  let lockFd: number;
+  try {
+    lockFd = openSync(lock, 'wx');
+  } catch {
+    // Someone else is rotating; a lock older than LOCK_STALE_MS is from a crashed writer.
+    try {
+      if (Date.now() - statSync(lock).mtimeMs > LOCK_STALE_MS) unlinkSync(lock);
+    } catch {
+      /* gone already */
+    }
+    return;
+  }
+  try {
+    if (maxBytes > 0 && statSync(path).size >= maxBytes) {
+      const ext = extname(path) || '.jsonl';
+      const stamp = new Date().toISOString().replace(/[-:]/g, '').replace('.', '');
+      // link(2) refuses to replace an existing name, so an earlier rotated file is never overwritten.
+      for (let n = 0; ; n++) {
+        try {
+          linkSync(path, join(dirname(path), `${basename(path, ext)}-${stamp}-${process.pid}-${n}${ext}`));
+          break;
+        } catch (e) {
+          if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e;
+        }
+      }
+      unlinkSync(path);
+    }
+  } finally {
+    closeSync(lockFd);
+    unlinkSync(lock);
+  }
+}
+
+function conversationLine(defaults: Record<string, unknown>, conversation: LoggedConversation): Buffer {
+  const c = loggedConversationSchema.parse(conversation);
+  const metadata = {
+    ...defaults,
+    ...c.metadata,
+    ...(c.conversationId !== undefined ? { conversation_id: c.conversationId } : {}),
+    quality_score: c.qualityScore,
+    timestamp: new Date().toISOString(),
+  };
+  return Buffer.from(`${JSON.stringify({ messages: c.messages, metadata })}\n`);
+}
+
 export function createConversationLogger(options: ConversationLoggerOptions): ConversationLogger {
   const opts = conversationLoggerOptionsSchema.parse(options);
   mkdirSync(dirname(opts.path), { recursive: true });
-  let fd = -1;
-  let inode = -1;
-
-  const openFile = (): void => {
-    fd = openSync(opts.path, 'a');
-    const st = fstatSync(fd);
-    inode = st.ino;
-    if (st.size > 0) {
-      const last = Buffer.alloc(1);
-      const reader = openSync(opts.path, 'r');
-      try {
-        readSync(reader, last, 0, 1, st.size - 1);
-      } finally {
-        closeSync(reader);
-      }
-      if (last[0] !== 0x0a) writeSync(fd, '\n');
-    }
+  let handle = openForAppend(opts.path);
+  // Another writer rotated the file: reopen, so lines go to the live log, not the moved one.
+  const followRotation = () => {
+    if (currentInode(opts.path) === handle.inode) return;
+    closeSync(handle.fd);
+    handle = openForAppend(opts.path);
   };
-
-  const currentInode = (): number => {
-    try {
-      return statSync(opts.path).ino;
-    } catch {
-      return -1;
-    }
-  };
-
-  const rotate = (): void => {
-    const lock = `${opts.path}.lock`;
-    let lockFd: number;
-    try {
-      lockFd = openSync(lock, 'wx');
-    } catch {
-      // Someone else is rotating; a lock older than LOCK_STALE_MS is from a crashed writer.
-      try {
-        if (Date.now() - statSync(lock).mtimeMs > LOCK_STALE_MS) unlinkSync(lock);
-      } catch {
-        /* gone already */
-      }
-      return;
-    }
-    try {
-      const st = statSync(opts.path);
-      if (st.size >= opts.maxBytes && opts.maxBytes > 0) {
-        const ext = extname(opts.path) || '.jsonl';
-        const stamp = new Date().toISOString().replace(/[-:]/g, '').replace('.', '');
-        // link(2) refuses to replace an existing name, so an earlier rotated file is never overwritten.
-        for (let n = 0; ; n++) {
-          try {
-            linkSync(opts.path, join(dirname(opts.path), `${basename(opts.path, ext)}-${stamp}-${process.pid}-${n}${ext}`));
-            break;
-          } catch (e) {
-            if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e;
-          }
-        }
-        unlinkSync(opts.path);
-      }
-    } finally {
-      closeSync(lockFd);
-      unlinkSync(lock);
-    }
-  };
-
-  openFile();
   return {
     log(conversation) {
-      const c = loggedConversationSchema.parse(conversation);
-      const line = Buffer.from(
-        `${JSON.stringify({
-          messages: c.messages,
-          metadata: {
-            ...opts.metadata,
-            ...c.metadata,
-            ...(c.conversationId !== undefined ? { conversation_id: c.conversationId } : {}),
-            quality_score: c.qualityScore,
-            timestamp: new Date().toISOString(),
-          },
-        })}\n`,
-      );
-      if (currentInode() !== inode) {
-        closeSync(fd);
-        openFile();
-      }
-      const written = writeSync(fd, line);
+      const line = conversationLine(opts.metadata, conversation);
+      followRotation();
+      const written = writeSync(handle.fd, line);
       if (written !== line.length) throw new Error(`${opts.path}: short write (${written} of ${line.length} bytes)`);
-      if (opts.maxBytes > 0 && fstatSync(fd).size >= opts.maxBytes) {
-        rotate();
-        if (currentInode() !== inode) {
-          closeSync(fd);
-          openFile();
-        }
+      if (opts.maxBytes > 0 && fstatSync(handle.fd).size >= opts.maxBytes) {
+        rotate(opts.path, opts.maxBytes);
+        followRotation();
       }
     },
     close() {
-      if (fd >= 0) closeSync(fd);
-      fd = -1;
+      if (handle.fd >= 0) closeSync(handle.fd);
+      handle = { fd: -1, inode: -1 };
     },
   };
 }
