@@ -8,9 +8,12 @@ import type { TrainConfig } from './train-config.js';
  * Stored in each checkpoint so that a resume with a different config can be noticed.
  */
 export function trainConfigHash(config: TrainConfig): string {
-  const { model, data, lora, quantization, training } = config;
+  const { model, lora, quantization, training } = config;
+  // `truncate` is left out: runs from before data.overlong existed had no overlong record (they
+  // stopped at the first), so for them it changes nothing, and their checkpoints still resume.
+  const { overlong, ...data } = config.data;
   return createHash('sha256')
-    .update(canonicalJson({ model, data, lora, quantization, training }))
+    .update(canonicalJson({ model, data: overlong === 'truncate' ? data : config.data, lora, quantization, training }))
     .digest('hex');
 }
 

@@ -4,7 +4,8 @@ import path from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { ConfigError } from '../../lib/config/config-error.js';
-import { trainConfigHash } from '../../lib/config/config-hash.js';
+import { createHash } from 'node:crypto';
+import { canonicalJson, trainConfigHash } from '../../lib/config/config-hash.js';
 import { loadTrainConfig, parseTrainConfigText } from '../../lib/config/load-config.js';
 import { tempDirs } from '../train/fixtures/temp-dirs.js';
 
@@ -186,6 +187,17 @@ describe('trainConfigHash', () => {
     expect(trainConfigHash(parse('lora: {targets: [v_proj, q_proj]}\n'))).toBe(trainConfigHash(parse('lora: {targets: [q_proj, v_proj]}\n')));
     expect(trainConfigHash(parse('training: {seed: 43}\n'))).not.toBe(plain);
     expect(trainConfigHash(parse('lora: {rank: 8}\n'))).not.toBe(plain);
+  });
+
+  it('keeps the hash runs had before data.overlong existed, unless the policy is drop', () => {
+    const parse = (data: string) => parseTrainConfigText(`model: m\ndata: ${data}\noutput: o\n`, { baseDir: '/b' });
+    // The hash of this config as it was computed before the key existed.
+    const { overlong, ...before } = parse('{train: d}').data;
+    expect(overlong).toBe('truncate');
+    const old = createHash('sha256').update(canonicalJson({ model: 'm', data: before, lora: parse('{train: d}').lora, quantization: parse('{train: d}').quantization, training: parse('{train: d}').training })).digest('hex');
+    expect(trainConfigHash(parse('{train: d}'))).toBe(old);
+    expect(trainConfigHash(parse('{train: d, overlong: truncate}'))).toBe(old);
+    expect(trainConfigHash(parse('{train: d, overlong: drop}'))).not.toBe(old);
   });
 });
 
