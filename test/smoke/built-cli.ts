@@ -4,7 +4,7 @@
  * build:ts`); a local run rebuilds it here when any lib/ source is newer than the build.
  */
 import { spawnSync } from 'node:child_process';
-import { existsSync, readdirSync, statSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, rmSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 
 export const repoRoot = join(import.meta.dirname, '..', '..');
@@ -20,16 +20,45 @@ function newestSource(dir: string): number {
   return newest;
 }
 
-/** Builds dist/ if it is missing or older than lib/; returns the CLI's path. */
-export function ensureBuiltPackage(): string {
+function isFresh(): boolean {
   const built = existsSync(cliPath) ? statSync(join(repoRoot, 'dist', 'index.js')).mtimeMs : 0;
-  if (built < newestSource(join(repoRoot, 'lib'))) {
+  return built >= newestSource(join(repoRoot, 'lib'));
+}
+
+function sleep(ms: number): void {
+  Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, ms);
+}
+
+/**
+ * Builds dist/ if it is missing or older than lib/; returns the CLI's path. Test files run in
+ * parallel: a lock folder keeps two of them from writing dist/ at once (one that a crash left
+ * behind is taken over after ten minutes).
+ */
+export function ensureBuiltPackage(): string {
+  const lock = join(repoRoot, 'dist', '.build-lock');
+  for (;;) {
+    if (isFresh()) return cliPath;
+    mkdirSync(join(repoRoot, 'dist'), { recursive: true });
+    try {
+      mkdirSync(lock);
+      break;
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw error;
+      const held = statSync(lock, { throwIfNoEntry: false });
+      if (held && Date.now() - held.mtimeMs > 600_000) rmSync(lock, { recursive: true, force: true });
+      sleep(500);
+    }
+  }
+  try {
+    if (isFresh()) return cliPath;
     const tsc = spawnSync(process.execPath, [join(repoRoot, 'node_modules', 'typescript', 'bin', 'tsc'), '-p', 'tsconfig.json'], {
       cwd: repoRoot,
       encoding: 'utf8',
     });
     // Type errors still emit; only a build with no CLI at all is unusable.
     if (!existsSync(cliPath)) throw new Error(`npm run build:ts did not produce ${cliPath}:\n${tsc.stdout}${tsc.stderr}`);
+    return cliPath;
+  } finally {
+    rmSync(lock, { recursive: true, force: true });
   }
-  return cliPath;
 }
