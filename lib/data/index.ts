@@ -5,7 +5,8 @@ export { planEpoch, planStats, batchPlanOptionsSchema, type BatchPlanOptions, ty
 export { PreparedDataset, PreparedSplit, openPreparedDataset, type RecordSource, type TokenRecord } from './prepared-dataset.js';
 export { readManifest, manifestSchema, MANIFEST_FILE, type Manifest, type ShardInfo, type SplitInfo } from './manifest.js';
 export { prepareDataset, prepareOptionsSchema, parsePrepareOptions, type PrepareOptionsInput, type PrepareResult, type PrepareProgress, type PrepareHooks } from './prepare.js';
-export { formatReport, type PrepareReport } from './report.js';
+export { formatReport, reportTotals, type PrepareReport } from './report.js';
+export { fitRecords, OVERLONG_POLICIES, type FittedRecords, type OverlongCounts, type OverlongPolicy } from './overlong.js';
 export { createConversationLogger, type ConversationLogger, type ConversationLoggerOptions, type LoggedConversation } from './conversation-logger.js';
 export { readJsonlLines, DEFAULT_MAX_LINE_BYTES, type JsonlItem, type JsonlReadOptions } from './jsonl-reader.js';
 export { readInputRecords, type LineOutcome } from './record-reader.js';
