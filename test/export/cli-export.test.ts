@@ -47,10 +47,10 @@ async function parseOnly(args: string[]): Promise<string> {
 }
 
 describe('mlx-qlora export', () => {
-  it('--run --checkpoint best → fused F16 GGUF and Modelfile; plain progress lines when stderr is not a terminal', async () => {
+  it('--run --checkpoint best → fused F16 GGUF, Modelfile and PEFT folder; plain progress lines when stderr is not a terminal', async () => {
     const dir = tempDir('cli-export-');
     const out = join(dir, 'iceburg.gguf');
-    const r = await runCli(['--run', fx.runDir, '--checkpoint', 'best', '--gguf', 'f16', '--out', out, '--modelfile', '--system', 'You are terse.', '--threads', '2']);
+    const r = await runCli(['--run', fx.runDir, '--checkpoint', 'best', '--gguf', 'f16', '--out', out, '--modelfile', '--system', 'You are terse.', '--threads', '2', '--peft', join(dir, 'peft')]);
     expect(r.code, r.stderr).toBe(0);
     expect(r.stdout).toMatch(/^exported run .*step-00000[24] \(best, val_loss [\d.]+\) on base /m);
     expect(r.stdout).toContain(`wrote ${out} (f16, 21 tensors, `);
@@ -63,7 +63,11 @@ describe('mlx-qlora export', () => {
     const modelfile = await readFile(join(dir, 'iceburg.Modelfile'), 'utf8');
     expect(modelfile).toMatch(/^FROM \.\/iceburg\.gguf$/m);
     expect(modelfile).toMatch(/^SYSTEM """You are terse\."""$/m);
-    expect((await readdir(dir)).sort()).toEqual(['iceburg.Modelfile', 'iceburg.gguf']);
+    expect(r.stdout).toContain(`wrote PEFT adapter ${join(dir, 'peft')}`);
+    const peftConfig = JSON.parse(await readFile(join(dir, 'peft', 'adapter_config.json'), 'utf8')) as Record<string, unknown>;
+    expect(peftConfig).toMatchObject({ peft_type: 'LORA', base_model_name_or_path: fx.modelDir, r: 8 });
+    expect((await readdir(join(dir, 'peft'))).sort()).toEqual(['adapter_config.json', 'adapter_model.safetensors']);
+    expect((await readdir(dir)).sort()).toEqual(['iceburg.Modelfile', 'iceburg.gguf', 'peft']);
   }, 180_000);
 
   it('a missing base: exit 1, the base and the config naming it in the message, nothing at --out', async () => {

@@ -84,6 +84,15 @@ describe('export: bad input', () => {
     await expectUntouched(dir, out);
   });
 
+  it('a step failing after the GGUF is written (the PEFT folder) takes the GGUF and the Modelfile back with it', async () => {
+    const { dir, out } = await outputWithOldFile();
+    const blocker = join(tempDir('export-peft-'), 'a-file');
+    await writeFile(blocker, 'not a folder');
+    const peft = join(blocker, 'peft');
+    await expect(exportModel({ run: fx.runDir, gguf: 'f16', out, modelfile: true, peft })).rejects.toThrow(/ENOTDIR|not a directory/);
+    await expectUntouched(dir, out);
+  }, 120_000);
+
   it('a chat template the Modelfile cannot translate names where it came from and asks for --template; nothing is written', async () => {
     const base = join(tempDir('export-odd-template-'), 'hf');
     await cp(fx.modelDir, base, { recursive: true });
