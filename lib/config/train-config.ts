@@ -132,7 +132,7 @@ const quantizationSchema = z.union([z.literal('none'), quantizationFields]);
 export const LR_SCHEDULES = ['cosine', 'linear', 'constant'] as const;
 export type LrScheduleName = (typeof LR_SCHEDULES)[number];
 
-/** `auto`: float32 on MLX's CPU backend (fastest and exact there), bfloat16 on a GPU. */
+/** `auto`: float32 on MLX's CPU backend (fastest and exact there); on a GPU bfloat16 for HF folders, float16 for GGUF/Ollama sources (see defaultComputeDtype). */
 export const COMPUTE_DTYPES = ['auto', 'float16', 'bfloat16', 'float32'] as const;
 
 const DEFAULT_EPOCHS = 3;
