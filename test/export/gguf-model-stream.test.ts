@@ -271,6 +271,10 @@ describe('sources and bad input', () => {
     expect(b.metadata.has('tokenizer.chat_template')).toBe(false);
     expect(a.metadata.get('general.file_type')).toBe(1);
     for (const t of a.tensors) expect(Buffer.from(await readTensorBytes(a, t)).equals(Buffer.from(await readTensorBytes(b, t.name))), t.name).toBe(true);
+    // A template given to the export replaces the source's.
+    const own = join(dir, 'own-template.gguf');
+    await writeGgufModel({ source: 'tiny-chat', ollamaModelsDir: models }, own, { type: 'f16', chatTemplate: '{{ messages }}' });
+    expect((await readGguf(own)).metadata.get('tokenizer.chat_template')).toBe('{{ messages }}');
   });
 
   it('an MLX-quantized folder (mixed bits and groups) exports its dequantized weights exactly', async () => {
