@@ -34,8 +34,9 @@ export function encodedByteLength(type: EncodableGgmlType, rows: number, rowLeng
 /**
  * ggml bytes of a dense tensor ([rows, cols] row-major, i.e. ggml ne = [cols, rows], or [n]) in
  * `type`, byte-identical to llama.cpp's reference quantizers. Any float dtype is read as float32.
- * Rejects (with the reason) a type it cannot write, a shape that is not 1-D or 2-D, and a row
- * length that is not a multiple of the type's block size.
+ * Rejects (with the reason) a type it cannot write, a shape that is not 1-D or 2-D, a row length
+ * that is not a multiple of the type's block size, a NaN or infinite value, and values too large
+ * for the type (a half value or block scale that overflows, which llama.cpp refuses), naming the row.
  */
 export async function encodeTensor(t: Tensor, type: GgmlTypeName, options: EncodeTensorOptions = {}): Promise<Uint8Array> {
   if (!isEncodableGgmlType(type)) {

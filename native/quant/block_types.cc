@@ -25,7 +25,59 @@ void encode_bf16(const float* x, uint8_t* out, size_t n) {
   for (size_t i = 0; i < n; ++i) store_u16(out + 2 * i, f32_to_bf16(x[i]));
 }
 
+// Offsets of the half fields llama.cpp checks in each block (d, and m or dmin where there is one).
+struct HalfFields {
+  size_t first;
+  size_t second;  // == first when the block has one
+};
+
+HalfFields half_fields(BlockType type) {
+  switch (type) {
+    case BlockType::Q4_1:
+    case BlockType::Q5_1:
+    case BlockType::Q4_K:
+    case BlockType::Q5_K: return {0, 2};
+    case BlockType::Q6_K: return {208, 208};
+    default: return {0, 0};
+  }
+}
+
+inline bool half_is_finite(uint16_t h) { return (h & 0x7C00u) != 0x7C00u; }
+
 }  // namespace
+
+size_t first_invalid_block(BlockType type, const uint8_t* data, size_t blocks) {
+  switch (type) {
+    case BlockType::F32:
+      for (size_t i = 0; i < blocks; ++i) {
+        uint32_t u;
+        std::memcpy(&u, data + 4 * i, 4);
+        if ((u & 0x7F800000u) == 0x7F800000u) return i;
+      }
+      return blocks;
+    case BlockType::F16:
+      for (size_t i = 0; i < blocks; ++i) {
+        if (!half_is_finite(load_u16(data + 2 * i))) return i;
+      }
+      return blocks;
+    case BlockType::BF16:
+      for (size_t i = 0; i < blocks; ++i) {
+        if ((load_u16(data + 2 * i) & 0x7FFFu) >= 0x7F80u) return i;
+      }
+      return blocks;
+    default: break;
+  }
+  size_t bytes = 0;
+  for (const auto& info : kTypes) {
+    if (info.type == type) bytes = info.block_bytes;
+  }
+  const HalfFields at = half_fields(type);
+  for (size_t i = 0; i < blocks; ++i) {
+    const uint8_t* block = data + i * bytes;
+    if (!half_is_finite(load_u16(block + at.first)) || !half_is_finite(load_u16(block + at.second))) return i;
+  }
+  return blocks;
+}
 
 const BlockTypeInfo& block_type_by_name(const std::string& name) {
   std::string upper = name;

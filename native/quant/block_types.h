@@ -33,6 +33,12 @@ size_t encoded_bytes(const BlockTypeInfo& info, size_t rows, size_t cols);
  */
 void encode_values(BlockType type, const float* src, size_t count, uint8_t* dst);
 
+/**
+ * The first of `blocks` encoded blocks that llama.cpp's ggml_validate_row_data refuses (a NaN or
+ * infinite value, or a half scale or min that overflowed), or `blocks` if all are valid.
+ */
+size_t first_invalid_block(BlockType type, const uint8_t* data, size_t blocks);
+
 // The block encoders, `blocks` consecutive blocks each (block_legacy.cc, block_k.cc).
 void encode_q4_0(const float* x, uint8_t* out, size_t blocks);
 void encode_q4_1(const float* x, uint8_t* out, size_t blocks);

@@ -27,6 +27,7 @@ struct EncodeJob {
   const BlockTypeInfo* type = nullptr;
   unsigned threads = 1;
   size_t count = 0;
+  size_t cols = 0;
   size_t bytes = 0;
   ArrayRef source;  // keeps `values` alive
   const float* values = nullptr;
@@ -61,10 +62,20 @@ class EncodeWorker : public Napi::AsyncWorker {
 
   Napi::Promise promise() const { return deferred_.Promise(); }
 
+  std::string problem_text(const quant::EncodeProblem& p) const {
+    const std::string row = "ggufEncode: row " + std::to_string(p.value_index / job_->cols);
+    const std::string column = std::to_string(p.value_index % job_->cols);
+    if (p.kind == quant::EncodeProblem::kNonFiniteInput) return row + ", column " + column + " is NaN or infinite";
+    return row + ", block from column " + column + ": values too large for " + job_->type->name +
+           " (a half-precision value or block scale overflows, which llama.cpp refuses)";
+  }
+
   void Execute() override {
     try {
       job_->out.reset(new uint8_t[job_->bytes > 0 ? job_->bytes : 1]);
-      quant::encode_parallel(*job_->type, job_->values, job_->count, job_->out.get(), job_->threads);
+      const quant::EncodeProblem problem =
+          quant::encode_parallel(*job_->type, job_->values, job_->count, job_->out.get(), job_->threads);
+      if (problem.kind != quant::EncodeProblem::kNone) SetError(problem_text(problem));
     } catch (const std::bad_alloc&) {
       SetError("ggufEncode: out of memory for " + std::to_string(job_->bytes) + " bytes of " + job_->type->name);
     } catch (const std::exception& e) {
@@ -131,6 +142,7 @@ std::shared_ptr<EncodeJob> plan_job(Napi::Env env, const std::vector<int>& shape
   }
   job->threads = threads ? static_cast<unsigned>(*threads) : quant::default_encode_threads();
   job->count = rows * cols;
+  job->cols = cols;
   job->bytes = quant::encoded_bytes(*job->type, rows, cols);
   return job;
 }

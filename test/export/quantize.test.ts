@@ -39,7 +39,6 @@ function edgeRows(): Array<[string, Float32Array]> {
     ['below the all-zero threshold', row((i) => (i % 2 ? 5e-16 : -5e-16))],
     ['large 1e4', normal(1e4)],
     ['near the f16 maximum', row(() => rng.uniform(-65000, 65000))],
-    ['scales overflow f16', row((i) => (i % 7) * 3e5 - 9e5)],
     ['constant positive', row(() => 0.3)],
     ['constant negative', row(() => -1.7)],
     ['positive only', row(() => rng.uniform(0.5, 2))],
@@ -48,7 +47,7 @@ function edgeRows(): Array<[string, Float32Array]> {
     ['half a block zero', row((i) => (i % 32 < 16 ? 0 : rng.normal()))],
     // One sub-block dwarfs the rest: their 6-bit scales round to 0 and keep the search's levels.
     ['one loud sub-block', row((i) => (i < 32 ? rng.normal() * 1000 : rng.normal() * 1e-3))],
-    ['one loud 16-value group', row((i) => (i < 16 ? rng.normal() * 1e5 : rng.normal()))],
+    ['one loud 16-value group', row((i) => (i < 16 ? rng.normal() * 1e4 : rng.normal() * 0.1))],
     ['outliers', row((i) => (i % 61 === 0 ? 40 : rng.normal() * 0.1))],
   ];
   return rows;
@@ -111,24 +110,46 @@ describe.skipIf(oracle === undefined)('encodeTensor equals ggml_quantize_chunk',
 
 describe('encodeTensor inputs', () => {
   const withOracle = it.skipIf(oracle === undefined);
-  withOracle('F16 and BF16 round every bit pattern as ggml does (NaN, infinities, subnormals, ties)', async () => {
+  withOracle('F16 and BF16 round every finite bit pattern as ggml does (subnormals, ties, the edges of the range)', async () => {
     const rng = createRng(3);
     // Mostly values in and around f16's range, a quarter of them exact f16 ties, and any bits at all.
     const bits = new Uint32Array(1 << 16);
     for (let i = 0; i < bits.length; i++) {
       const any = Math.floor(rng.next() * 2 ** 32) >>> 0;
-      const exponent = rng.int(96, 145);
+      const exponent = rng.int(96, 142);
       let mantissa = rng.int(0, 0x7fffff);
       if (rng.next() < 0.25) mantissa = (mantissa & ~0x1fff) | 0x1000;
       bits[i] = i % 8 === 0 ? any : ((rng.int(0, 1) << 31) | (exponent << 23) | mantissa) >>> 0;
     }
-    const special = [0x7f800000, 0xff800000, 0x7fc00000, 0xffc00001, 0x7f800001, 0x477ff000, 0x477fefff, 0x33000000, 0x33000001, 0x38800000, 0x387fffff, 0x80000000, 0x00000001, 0x3f801000, 0x3f803000, 0x3f800001, 0x00400000, 0x80400000];
+    const special = [0x477fefff, 0xc77fefff, 0x33000000, 0x33000001, 0x38800000, 0x387fffff, 0x80000000, 0x00000001, 0x3f801000, 0x3f803000, 0x3f800001, 0x00400000, 0x80400000, 0x7f7f7fff];
     bits.set(special);
-    const values = new Float32Array(bits.buffer);
-    const t = await tensorOf(values, [values.length]);
+    // Values llama.cpp would refuse in each type (they become infinite) are tested further down.
+    const finiteIn = { F16: (a: number) => a < 0x477ff000, BF16: (a: number) => a < 0x7f7f8000, F32: (a: number) => a < 0x7f800000 };
     for (const type of ['F16', 'BF16', 'F32'] as const) {
+      const values = new Float32Array(Uint32Array.from(bits.filter((u) => finiteIn[type]((u & 0x7fffffff) >>> 0))).buffer);
+      expect(values.length).toBeGreaterThan(1000);
+      const t = await tensorOf(values, [values.length]);
       expect(Buffer.from(await encodeTensor(t, type)).equals(Buffer.from(await oracle!.quantizeRows(type, values, values.length)))).toBe(true);
     }
+  });
+
+  it('refuses, naming the row, what llama.cpp refuses: NaN, infinity, and scales beyond half precision', async () => {
+    const rows = 4;
+    const make = async (bad: number, where: number) => {
+      const v = Float32Array.from({ length: rows * 256 }, (_, i) => Math.sin(i));
+      v[where] = bad;
+      return tensorOf(v, [rows, 256]);
+    };
+    for (const type of ENCODABLE_GGML_TYPES) {
+      await expect(encodeTensor(await make(Number.NaN, 2 * 256 + 7), type)).rejects.toThrow(/row 2, column 7 is NaN or infinite/);
+      await expect(encodeTensor(await make(-Infinity, 3 * 256), type)).rejects.toThrow(/row 3, column 0 is NaN or infinite/);
+    }
+    // −9e5 overflows f16 itself, Q4_0's d = max/−8 and Q4_1's m = min; Q8_0's d = max/127 fits.
+    const big = await make(-9e5, 256 + 3);
+    for (const [type, column] of [['F16', 3], ['Q4_0', 0], ['Q4_1', 0]] as const) {
+      await expect(encodeTensor(big, type)).rejects.toThrow(new RegExp(`row 1, block from column ${column}: values too large for ${type}`));
+    }
+    for (const type of ['F32', 'BF16', 'Q8_0', 'Q5_0', 'Q4_K', 'Q6_K'] as const) expect((await encodeTensor(big, type)).length).toBeGreaterThan(0);
   });
 
   withOracle('reads float16 and bfloat16 tensors as their float32 values', async () => {
