@@ -20,7 +20,7 @@ import { ArmSwitcher, readArmAdapters, sharedLoraSettings, type ArmAdapter } fro
 import { loadEvalData, stopTokensOf, type EvalItem } from './eval-data.js';
 import { aggregate, generationRow, likelihoodRow, type ArmOutput, type GenerationRow, type ItemResult, type LikelihoodRow } from './eval-results.js';
 import { checkExport, type ExportCheck } from './export-check.js';
-import { judgeArms, type JudgeResult } from './judge.js';
+import { checkJudge, judgeArms, type JudgeResult } from './judge.js';
 import { sequenceLikelihood } from './likelihood.js';
 import { trainingCurves, writeEvalReport, type TrainingCurve } from './eval-report.js';
 
@@ -104,6 +104,9 @@ export async function evaluate(raw: EvaluateOptions): Promise<{ report: EvalRepo
     if (names.has(a.name)) throw new Error(`arm name '${a.name}' is used twice ('${BASE_ARM}' is the base)`);
     names.add(a.name);
   }
+  if (o.judge && o.adapters.length === 0) throw new Error('--judge compares adapters with the base: give at least one --adapter');
+  // Before any model work: a judge that is asked for must answer.
+  if (o.judge) await checkJudge(o.judge.model, o.judge.host);
   const resolved = await Promise.all(o.adapters.map(async (a) => ({ ...a, ...(await resolveAdapter(a.path)) })));
   const { tokenizer, template } = await loadModelTokenizer(o.model, o.template ? { template: o.template } : {});
   const data = await loadEvalData(o.data, tokenizer, template);

@@ -94,12 +94,19 @@ export function winRateOf(arm: string, against: string, verdicts: readonly Verdi
   return { arm, against, wins, losses, ties: count('tie'), invalid: count('invalid'), win_rate: wins + losses > 0 ? interval.rate : null, low: interval.low, high: interval.high };
 }
 
+/** Fails, naming the host, if Ollama does not answer there or does not have the judge model; returns the host URL. */
+export async function checkJudge(model: string, host?: string): Promise<string> {
+  const url = ollamaHostUrl(host);
+  const client = ollamaClient(url);
+  await ollamaCall(url, '/api/version', () => client.version());
+  await ollamaCall(url, '/api/show', () => client.show({ model }));
+  return url;
+}
+
 /** Asks the judge about every (candidate, case) pair; fails first, naming the host, if Ollama does not answer or lacks the model. */
 export async function judgeArms(options: JudgeOptions): Promise<JudgeResult> {
-  const host = ollamaHostUrl(options.host);
+  const host = await checkJudge(options.model, options.host);
   const client = ollamaClient(host);
-  await ollamaCall(host, '/api/version', () => client.version());
-  await ollamaCall(host, '/api/show', () => client.show({ model: options.model }));
   const rng = mulberry32(options.seed);
   const decisions: JudgeDecision[] = [];
   for (const arm of options.candidates) {
