@@ -11,3 +11,8 @@ commands.push((await import('./info.js')).register);
 commands.push((await import('./fuse.js')).register);
 commands.push((await import('./train.js')).register);
 commands.push((await import('./export.js')).register);
+commands.push((await import('./route.js')).register);
+commands.push((await import('./models.js')).register);
+commands.push((await import('./report.js')).register);
+commands.push((await import('./eval.js')).register);
+commands.push((await import('./demo.js')).register);
