@@ -81,7 +81,14 @@ async function llamaLogProbs(ggufPath: string, sequences: readonly CheckSequence
             throw new Error(`${ggufPath}: llama.cpp gave ${probabilities?.size ?? 'no'} probabilities at position ${at}, expected ${vocab} (is it the same vocabulary?)`);
           }
           const logp = new Float64Array(vocab).fill(Math.log(PROBABILITY_FLOOR));
-          for (const [token, p] of probabilities) logp[token] = Math.log(Math.max(p, PROBABILITY_FLOOR));
+          let sum = 0;
+          for (const [token, p] of probabilities) {
+            logp[token] = Math.log(Math.max(p, PROBABILITY_FLOOR));
+            sum += Math.max(p, PROBABILITY_FLOOR);
+          }
+          // Renormalised: float32 probabilities sum to 1 only within ~1e-7, which would swamp the KL of a lossless export.
+          const logSum = Math.log(sum);
+          for (let v = 0; v < vocab; v++) logp[v] = logp[v]! - logSum;
           return logp;
         });
         each(i, rows);
