@@ -76,3 +76,18 @@ describe('judge through Ollama (a fake server on 127.0.0.1)', () => {
     expect(fake.requestsTo('POST', '/api/chat').length).toBe(before);
   });
 });
+
+describe('mlx-qlora eval --judge', () => {
+  it('stops before loading anything when Ollama does not answer, naming the host', async () => {
+    const { spawnSync } = await import('node:child_process');
+    const { join } = await import('node:path');
+    const port = await closedPort();
+    const cli = join(import.meta.dirname, '..', '..', 'lib', 'cli', 'main.ts');
+    const r = spawnSync(process.execPath, ['--import', 'tsx', cli, 'eval', '--model', '/nonexistent/model', '--adapter', '/nonexistent/adapter', '--data', '/nonexistent.jsonl', '--out', '/nonexistent/out', '--judge', 'judge'], {
+      encoding: 'utf8',
+      env: { ...process.env, OLLAMA_HOST: `127.0.0.1:${port}` },
+    });
+    expect(r.status).toBe(1);
+    expect(r.stderr).toContain(`mlx-qlora: Ollama is not reachable at http://127.0.0.1:${port}`);
+  }, 60_000);
+});
