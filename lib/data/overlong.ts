@@ -75,7 +75,8 @@ export async function fitRecords(source: RecordSource, maxTokens: number, policy
     }
     await turns.take();
     if (policy === 'drop') counts.dropped++;
-    else if (keepsSupervision(source.read(i).mask, maxTokens)) {
+    // Only the part of the mask that survives the cut decides: a prepared split reads just that.
+    else if (keepsSupervision(source.maskPrefix?.(i, maxTokens) ?? source.read(i).mask, maxTokens)) {
       counts.truncated++;
       kept.push(i);
     } else counts.truncatedAway++;

@@ -19,6 +19,8 @@ export interface RecordSource {
   readonly size: number;
   length(index: number): number;
   read(index: number): TokenRecord;
+  /** The first `count` mask bytes of a record (fewer if it is shorter), when cheaper than `read`. */
+  maskPrefix?(index: number, count: number): Uint8Array;
 }
 
 interface ShardHandle {
@@ -89,6 +91,14 @@ export class PreparedSplit implements RecordSource {
       }
     }
     return { tokens, mask };
+  }
+
+  maskPrefix(index: number, count: number): Uint8Array {
+    if (!(index >= 0 && index < this.size)) throw new RangeError(`record ${index} is outside ${this.name} (${this.size} records)`);
+    const shard = this.shards[this.shardOf[index]!]!;
+    const mask = new Uint8Array(Math.min(count, this.lengths[index]!));
+    readExactly(shard.maskFd, mask, this.offsets[index]!);
+    return mask;
   }
 
   close(): void {

@@ -90,6 +90,9 @@ describe('records longer than data.max_seq_length', () => {
   it('truncate (the default): cut records train on their cut masks; records with nothing supervised left are counted out', async () => {
     const ds = openPreparedDataset(prepared);
     const expected = expectedFit(ds.split('train'), MAX);
+    // fitRecords reads only the mask prefix that survives the cut.
+    const split = ds.split('train');
+    for (let i = 0; i < split.size; i++) expect(Array.from(split.maskPrefix(i, MAX))).toEqual(Array.from(split.read(i).mask.subarray(0, MAX)));
     ds.close();
     // The corpus has all three kinds, or this test would prove little.
     expect(expected.truncated).toBeGreaterThan(0);
