@@ -117,6 +117,8 @@ const loraSchema = z.strictObject({
   layers: z.union([z.literal('all'), z.int().min(1)]).default('all'),
   /** rsLoRA scales by alpha/√rank instead of alpha/rank. */
   rslora: z.boolean().default(false),
+  /** An earlier adapter folder (ours, mlx-lm's or PEFT's) whose weights the run starts from. */
+  init_adapter: z.string().min(1).optional(),
 });
 
 export const QUANTIZATION_BITS = [2, 3, 4, 5, 6, 8] as const;

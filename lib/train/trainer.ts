@@ -21,6 +21,7 @@ import { MetricsLog } from './metrics-log.js';
 import { adapterWriters, checkpointWriters, restoreCheckpoint } from './run-checkpoint.js';
 import { createRunEventChannel, type CheckpointEvent, type DoneEvent, type EventChannel, type RunEvent } from './run-events.js';
 import { ADAPTER_DIR, claimRunFolder } from './run-folder.js';
+import { applyInitAdapter } from './init-adapter.js';
 import { learningRateAt, totalTrainingSteps } from './schedule.js';
 import { libraryVersion } from '../config/library-version.js';
 import { applyMemoryLimits, checkResumable, checkVocabulary, loadRunModel, overlongReport } from './run-setup.js';
@@ -119,7 +120,7 @@ class Run {
       if (resumed) {
         await restoreCheckpoint(model.native, resumed.files);
         step = resumed.state.step;
-      }
+      } else await applyInitAdapter(model, c);
       const tracker = new ValidationTracker(resumed?.state.best ?? null, resumed?.state.evals_since_best ?? 0);
       let nonfinite = resumed?.state.nonfinite_count ?? 0;
 

@@ -1,0 +1,28 @@
+/**
+ * `--init-adapter <version|folder>`: a folder is taken as it is; anything else is a version name
+ * looked up in the registry, whose record says where that version's adapter lives.
+ */
+import { existsSync } from 'node:fs';
+import { isAbsolute, resolve } from 'node:path';
+import { loadTrainConfig } from '../config/load-config.js';
+import type { TrainConfig } from '../config/train-config.js';
+import { openRegistry } from './registry.js';
+
+/** The adapter folder of a version name or a folder path. */
+export async function resolveInitAdapter(spec: string, registryRoot: string): Promise<string> {
+  if (existsSync(spec)) return resolve(spec);
+  const registry = openRegistry(registryRoot);
+  const version = await registry.get(spec).catch((error: Error) => {
+    throw new Error(`--init-adapter ${spec}: not a folder, and not a version in ${registry.file} (${error.message})`);
+  });
+  if (!version.adapter) throw new Error(`--init-adapter ${spec}: version ${spec} in ${registry.file} records no adapter folder`);
+  const dir = isAbsolute(version.adapter) ? version.adapter : resolve(registryRoot, version.adapter);
+  if (!existsSync(dir)) throw new Error(`--init-adapter ${spec}: version ${spec}'s adapter ${dir} does not exist`);
+  return dir;
+}
+
+/** The config file's training config, starting from the given adapter. */
+export async function configWithInitAdapter(configFile: string, spec: string, registryRoot: string): Promise<TrainConfig> {
+  const config = await loadTrainConfig(configFile);
+  return { ...config, lora: { ...config.lora, init_adapter: await resolveInitAdapter(spec, registryRoot) } };
+}
