@@ -136,7 +136,9 @@ async function writeFiles(o: ExportOptions, input: ExportInput, out: string, typ
     if (o.peft !== undefined && type === o.gguf) {
       // Replaced as --out is: an export run again writes its outputs again.
       const base = await architectureOfModel(input.base, o.ollamaModelsDir ? { ollamaModelsDir: o.ollamaModelsDir } : {});
-      await writePeftAdapter(input.adapterDir!, resolve(o.peft), { baseModel: input.base, base, overwrite: true });
+      await writePeftAdapter(input.adapterDir!, resolve(o.peft), { baseModel: input.base, base, overwrite: true }).catch((error: Error) => {
+        throw new Error(`--peft ${o.peft}: ${error.message}`, { cause: error });
+      });
     }
     o.signal?.throwIfAborted();
     await staged.commit();
