@@ -125,12 +125,15 @@ async function chartsHtml(r: EvalReport): Promise<{ training: string; metrics: s
   ]);
   const training = trainPoints.length ? await lineChartSvg({ title: 'Training and validation loss', xTitle: 'step', yTitle: 'loss (nats/token)', points: trainPoints }) : '';
   const metricSvgs: string[] = [];
+  const notes: string[] = [];
   for (const chart of METRIC_CHARTS) {
     const bars = metricBars(r, chart);
-    if (bars.length) metricSvgs.push(await barChartSvg({ title: chart.title, yTitle: chart.title.toLowerCase(), bars }));
+    // A chart of zeros has no scale to draw (its axis collapses to one tick): say it instead.
+    if (bars.length && bars.every((b) => b.value === 0)) notes.push(`${chart.title}: 0 for every arm and category.`);
+    else if (bars.length) metricSvgs.push(await barChartSvg({ title: chart.title, yTitle: chart.title.toLowerCase(), bars }));
   }
   const wrap = (svgs: string[]) => `<div class="charts">${svgs.map((s) => `<div class="chart">${s}</div>`).join('')}</div>`;
-  return { training: training ? wrap([training]) : '', metrics: wrap(metricSvgs) };
+  return { training: training ? wrap([training]) : '', metrics: wrap(metricSvgs) + notes.map((n) => `<p>${escapeHtml(n)}</p>`).join('') };
 }
 
 export async function evalReportHtml(r: EvalReport): Promise<string> {
