@@ -28,3 +28,4 @@ export { readOutcomes, type OutcomeRecord } from './rollout/outcome-log.js';
 export { startRolloutProxy, type RolloutProxy, type RolloutProxyOptions } from './rollout/proxy.js';
 export { openRegistry, RegistryError, type VersionRegistry, type ModelVersion } from './rollout/registry.js';
 export { runDemo, type DemoOptions, type DemoResult } from './demo/demo.js';
+export { defaultBaseQuantization, recordedBaseQuantization, ggufStoredQuantization, type BaseQuantization } from './model/load-model.js';
