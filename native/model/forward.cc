@@ -3,7 +3,9 @@
 #include <memory>
 
 #include "model/block_context.h"
+#include "model/chunked_loss.h"
 #include "model/cross_entropy.h"
+#include "model/phase_probe.h"
 #include "mx.h"
 
 namespace mlxq::model {
@@ -60,6 +62,7 @@ Array Model::project(const Layer& layer, int p, const mlx_array x, const BlockCo
                      const std::vector<mlx_array>* lora) const {
   const Linear& l = layer.proj[p];
   Array y = linear_base(l, x, build_.kernel);
+  mark_phase(p <= O ? "attention projections (base)" : "MLP projections (base)", {y.get()});
   if (lora == nullptr || l.lora_index < 0) return y;
   mlx_array a = (*lora)[l.lora_index];
   mlx_array bm = (*lora)[l.lora_index + 1];
@@ -80,7 +83,9 @@ Array Model::project(const Layer& layer, int p, const mlx_array x, const BlockCo
   Array scale = mx::scalar(lora_.scale);
   Array zs = mx::multiply(z.get(), scale.get());
   Array zc = mx::astype(zs.get(), mx::dtype_of(y.get()));
-  return mx::add(y.get(), zc.get());
+  Array out = mx::add(y.get(), zc.get());
+  mark_phase("LoRA branches", {out.get()});
+  return out;
 }
 
 Array Model::block(int index, const mlx_array h_in, const BlockContext& ctx, const std::vector<mlx_array>* lora) const {
@@ -89,6 +94,7 @@ Array Model::block(int index, const mlx_array h_in, const BlockContext& ctx, con
   const int nh = config_.num_heads, nkv = config_.num_kv_heads;
 
   Array x = mx::rms_norm(h_in, layer.attn_norm.get(), config_.rms_norm_eps);
+  mark_phase("norms", {x.get()});
   Array q = project(layer, Q, x.get(), ctx, lora);
   Array k = project(layer, K, x.get(), ctx, lora);
   Array v = project(layer, V, x.get(), ctx, lora);
@@ -100,6 +106,7 @@ Array Model::block(int index, const mlx_array h_in, const BlockContext& ctx, con
   v = mx::transpose(v.get(), {0, 2, 1, 3});
   q = apply_rope(q.get(), ctx);
   k = apply_rope(k.get(), ctx);
+  mark_phase("RoPE", {q.get(), k.get()});
   if (ctx.cache != nullptr) {
     KVCache& cache = *ctx.cache;
     if (!cache.keys[index].empty()) {
@@ -111,19 +118,25 @@ Array Model::block(int index, const mlx_array h_in, const BlockContext& ctx, con
   }
   Array attn = mx::attention(q.get(), k.get(), v.get(), 1.0f / std::sqrt(static_cast<float>(hd)), ctx.mask_mode,
                              ctx.mask.empty() ? mlx_array{} : ctx.mask.get());
+  mark_phase("attention (scores, softmax, values)", {attn.get()});
   attn = mx::transpose(attn.get(), {0, 2, 1, 3});
   attn = mx::reshape(attn.get(), {b, l, nh * hd});
   Array o = project(layer, O, attn.get(), ctx, lora);
   Array h = mx::add(h_in, o.get());
+  mark_phase("residual adds", {h.get()});
 
   Array x2 = mx::rms_norm(h.get(), layer.mlp_norm.get(), config_.rms_norm_eps);
+  mark_phase("norms", {x2.get()});
   Array g = project(layer, GATE, x2.get(), ctx, lora);
   Array u = project(layer, UP, x2.get(), ctx, lora);
   Array sg = mx::sigmoid(g.get());
   Array silu = mx::multiply(g.get(), sg.get());
   Array act = mx::multiply(silu.get(), u.get());
+  mark_phase("SwiGLU", {act.get()});
   Array d = project(layer, DOWN, act.get(), ctx, lora);
-  return mx::add(h.get(), d.get());
+  Array out = mx::add(h.get(), d.get());
+  mark_phase("residual adds", {out.get()});
+  return out;
 }
 
 Array Model::hidden(const Batch& batch, const ForwardOptions& options) const {
@@ -183,12 +196,19 @@ Array Model::hidden(const Batch& batch, const ForwardOptions& options) const {
     options.cache->values.resize(config_.num_layers);
   }
 
+  mark_phase("mask and RoPE tables", {ctx->mask.empty() ? mlx_array{} : ctx->mask.get(),
+                                       ctx->cos.empty() ? mlx_array{} : ctx->cos.get(),
+                                       ctx->sin.empty() ? mlx_array{} : ctx->sin.get(),
+                                       ctx->dropout_keys.empty() ? mlx_array{} : ctx->dropout_keys.get()});
   Array h = mx::take_axis(embed_.get(), batch.tokens, 0);
+  mark_phase("embedding", {h.get()});
   for (int i = 0; i < config_.num_layers; ++i) {
     h = options.checkpoint ? checkpointed_block(*this, i, h.get(), ctx, lora) : block(i, h.get(), *ctx, lora);
   }
   if (options.cache != nullptr) options.cache->offset += l;
-  return mx::rms_norm(h.get(), final_norm_.get(), config_.rms_norm_eps);
+  Array out = mx::rms_norm(h.get(), final_norm_.get(), config_.rms_norm_eps);
+  mark_phase("norms", {out.get()});
+  return out;
 }
 
 Array Model::logits(const Batch& batch, const ForwardOptions& options) const {
@@ -203,12 +223,34 @@ Array Model::logits(const Batch& batch, const ForwardOptions& options) const {
   return mx::astype(out.get(), MLX_FLOAT32);
 }
 
+int Model::resolved_loss_chunk_tokens() const {
+  return loss_chunk_tokens_ < 0 ? default_loss_chunk_tokens(config_.vocab_size) : loss_chunk_tokens_;
+}
+
 std::pair<Array, Array> Model::loss(const Batch& batch, const mlx_array targets, const mlx_array mask,
                                     const ForwardOptions& options) const {
-  Array lg = logits(batch, options);
   Array m = mx::astype(mask, MLX_FLOAT32);
   Array t = mx::astype(targets, MLX_INT32);
-  return {masked_cross_entropy_sum(lg.get(), t.get(), m.get()), mx::sum(m.get())};
+  Array count = mx::sum(m.get());
+  const int chunk = resolved_loss_chunk_tokens();
+  if (chunk == 0) {
+    Array lg = logits(batch, options);
+    mark_phase("LM head", {lg.get()});
+    Array loss = masked_cross_entropy_sum(lg.get(), t.get(), m.get());
+    mark_phase("loss", {loss.get(), count.get()});
+    return {std::move(loss), std::move(count)};
+  }
+  Array h = hidden(batch, options);
+  const int n = mx::dim(h.get(), 0) * mx::dim(h.get(), 1);
+  Array rows = mx::reshape(h.get(), {n, config_.hidden_size});
+  Array t1 = mx::reshape(t.get(), {n});
+  Array m1 = mx::reshape(m.get(), {n});
+  Linear tied;
+  if (config_.tie_word_embeddings) tied.w = mx::ref(embed_.get());
+  const Linear& head = config_.tie_word_embeddings ? tied : lm_head_;
+  Array loss = chunked_cross_entropy_sum(rows.get(), head, build_.kernel, t1.get(), m1.get(), chunk);
+  mark_phase("LM head and loss (chunked)", {loss.get(), count.get()});
+  return {std::move(loss), std::move(count)};
 }
 
 }  // namespace mlxq::model

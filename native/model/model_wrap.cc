@@ -12,6 +12,7 @@
 #include "model/batch_input.h"
 #include "model/llama.h"
 #include "model/optimizer.h"
+#include "model/profile.h"
 #include "model/sampler.h"
 #include "model/weight_loader.h"
 #include "mx.h"
@@ -85,7 +86,7 @@ void release_on_mlx(Napi::Env, std::shared_ptr<T>& ref) {
 
 struct GeneratorState {
   ModelRef model;
-  model::KVCache cache;
+  model::SteppedKVCache cache;
   model::SamplerOptions sampler;
   Array key;
   bool use_lora = true;
@@ -135,14 +136,8 @@ class GeneratorWrap : public Napi::ObjectWrap<GeneratorWrap> {
       std::vector<int32_t> input = state->started ? std::vector<int32_t>{state->last} : state->prompt;
       Array tokens = mx::from_data(input.data(), {1, static_cast<int>(input.size())}, MLX_INT32);
       std::vector<mlx_array> lora = state->model->lora_views();
-      model::ForwardOptions options;
-      options.lora = state->use_lora ? &lora : nullptr;
-      options.cache = &state->cache;
-      Array logits = state->model->logits(model::Batch{tokens.get()}, options);
-      const int v = state->model->config().vocab_size;
-      const int l = static_cast<int>(input.size());
-      Array last = mx::slice(logits.get(), {0, l - 1, 0}, {1, l, v});
-      Array flat = mx::reshape(last.get(), {v});
+      Array logits = state->model->decode_logits(tokens.get(), state->cache, state->use_lora ? &lora : nullptr);
+      Array flat = mx::reshape(logits.get(), {state->model->config().vocab_size});
       int token = model::sample_token(flat.get(), state->sampler, state->key);
       // Keep the cache evaluated so the graph does not grow with every token.
       std::vector<mlx_array> cached;
@@ -180,6 +175,8 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
          InstanceMethod<&ModelWrap::Guarded<&ModelWrap::LoadSafetensors>>("loadSafetensors"),
          InstanceMethod<&ModelWrap::Guarded<&ModelWrap::Finalize_>>("finalize"), InstanceMethod<&ModelWrap::Guarded<&ModelWrap::Logits>>("logits"),
          InstanceMethod<&ModelWrap::Guarded<&ModelWrap::Loss>>("loss"), InstanceMethod<&ModelWrap::Guarded<&ModelWrap::LossAndGrads>>("lossAndGrads"),
+         InstanceMethod<&ModelWrap::Guarded<&ModelWrap::ProfileStep>>("profileStep"),
+         InstanceMethod<&ModelWrap::Guarded<&ModelWrap::SetLossChunkTokens>>("setLossChunkTokens"),
          InstanceMethod<&ModelWrap::Guarded<&ModelWrap::LoraParameters>>("loraParameters"),
          InstanceMethod<&ModelWrap::Guarded<&ModelWrap::SetLoraParameters>>("setLoraParameters"),
          InstanceMethod<&ModelWrap::Guarded<&ModelWrap::SetLoraEnabled>>("setLoraEnabled"),
@@ -349,6 +346,49 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
         out.Set("grads", g);
         return out;
       };
+    });
+  }
+
+  // profileStep(batch): Promise<{ loss, tokens, phases, wholeStepSeconds, wholeStepPeakBytes, peakBytes }>
+  Napi::Value ProfileStep(const Napi::CallbackInfo& info) {
+    auto m = live(info);
+    auto input = std::make_shared<model::BatchInput>(model::BatchInput::parse(info[0], true, m->config().vocab_size));
+    model::check_batch_sizes(m->config(), input->batch, input->length);
+    return run_on_mlx(info.Env(), [m, input](MlxThread& mlx) -> MlxThread::Settle {
+      check_attention(mlx, *m, input->batch, input->length);
+      model::BatchArrays arrays(*input);
+      auto p = model::profile_step(*m, arrays.view(), arrays.targets.get(), arrays.mask.get());
+      return [p](Napi::Env env) -> Napi::Value {
+        Napi::Object out = Napi::Object::New(env);
+        out.Set("loss", p.loss);
+        out.Set("tokens", p.tokens);
+        out.Set("wholeStepSeconds", p.whole_step_seconds);
+        out.Set("wholeStepPeakBytes", p.whole_step_peak_bytes);
+        out.Set("peakBytes", p.peak_bytes);
+        Napi::Array phases = Napi::Array::New(env, p.phases.size());
+        for (size_t i = 0; i < p.phases.size(); ++i) {
+          Napi::Object ph = Napi::Object::New(env);
+          ph.Set("name", p.phases[i].name);
+          ph.Set("calls", p.phases[i].calls);
+          ph.Set("seconds", p.phases[i].seconds);
+          ph.Set("retainedBytes", p.phases[i].retained_bytes);
+          ph.Set("transientBytes", p.phases[i].transient_bytes);
+          phases.Set(static_cast<uint32_t>(i), ph);
+        }
+        out.Set("phases", phases);
+        return out;
+      };
+    });
+  }
+
+  // setLossChunkTokens(tokens): tokens per LM-head/cross-entropy chunk; 0: whole logits; -1: automatic
+  Napi::Value SetLossChunkTokens(const Napi::CallbackInfo& info) {
+    auto m = live(info);
+    const int64_t tokens = args::int_at(info, 0, "tokens");
+    if (tokens < -1 || tokens > 2147483647) throw Napi::RangeError::New(info.Env(), "argument 'tokens' must be an integer >= -1");
+    return run_on_mlx(info.Env(), [m, tokens](MlxThread&) {
+      m->set_loss_chunk_tokens(static_cast<int>(tokens));
+      return settle_undefined();
     });
   }
 

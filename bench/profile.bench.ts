@@ -1,0 +1,186 @@
+/**
+ * `npm run bench -- profile [--small] [--json path]`: one training step of the 60M reference model
+ * (hidden 512, 8 layers, vocab 32000, 4-bit g64 base, LoRA r16 on every linear, 4 × 512 packed)
+ * broken down by phase, with the chunked LM-head loss and with whole logits, measured in one run;
+ * MFU against the float32 matmul rate measured in this process; and the chunked loss checked
+ * against the whole-logits one on this model. `--small` (or MLXQ_PROFILE_SMALL=1): a 2-layer model
+ * at 2 × 128 for quick runs.
+ */
+import { writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { device, memory, resetPeakMemory } from '../lib/device.js';
+import type { NativeBatch, NativeModelConfig } from '../lib/native.js';
+import { matmul, randomNormal, toTypedArray } from '../lib/tensor.js';
+import { loraStepFlops, randomModel } from './random-model.js';
+import { packedBatch, profiling, randomAdapters, type ProfilingModel, type StepProfile } from './step-profile.js';
+import type { BenchRow, BenchTable } from './table.js';
+
+const MiB = 2 ** 20;
+const RANK = 16;
+const ADAPTED_PER_LAYER = 7;
+
+const reference: NativeModelConfig = {
+  vocabSize: 32000,
+  hiddenSize: 512,
+  intermediateSize: 1536,
+  numLayers: 8,
+  numHeads: 8,
+  numKvHeads: 2,
+  headDim: 64,
+  rmsNormEps: 1e-5,
+  ropeTheta: 1e6,
+  ropeTraditional: false,
+  ropePositionScale: 1,
+  tieWordEmbeddings: false,
+  attentionBias: false,
+};
+const small: NativeModelConfig = { ...reference, numLayers: 2 };
+
+const ISOLATION =
+  'Phases isolated by a native probe: value_and_grad runs the forward pass once, and the probe mlx_evals each ' +
+  "phase's outputs as soon as the graph has them (inputs already evaluated), timing each eval; graph building " +
+  'between evals is "host: graph building"; "backward" is the eval of the gradients after value_and_grad returns ' +
+  '(its graph building included in the host row). MLX fuses nothing across these cuts on the CPU backend without ' +
+  'mlx_compile, so the pieces add up to about the whole step, which is also run unpieced (time and peak) right after.';
+
+function option(name: string): string | undefined {
+  const i = process.argv.indexOf(name);
+  return i >= 0 ? process.argv[i + 1] : undefined;
+}
+
+async function matmulRate(): Promise<number> {
+  const [m, k, n] = [2048, 512, 1536];
+  const x = await randomNormal([m, k], { seed: 1 });
+  const w = await randomNormal([k, n], { seed: 3 });
+  const times: number[] = [];
+  for (let i = 0; i < 6; i++) {
+    const start = performance.now();
+    (await matmul(x, w)).dispose();
+    if (i > 0) times.push(performance.now() - start);
+  }
+  x.dispose();
+  w.dispose();
+  const median = times.sort((a, b) => a - b)[Math.floor(times.length / 2)]! / 1000;
+  return (2 * m * k * n) / median;
+}
+
+interface LoopCosts {
+  accumulateSeconds: number;
+  optimizerSeconds: number;
+  optimizerPeakRiseBytes: number;
+}
+
+/** accumulateGradients + applyOptimizer as the trainer calls them, timed from JavaScript. */
+async function loopStep(model: ProfilingModel, batch: NativeBatch): Promise<LoopCosts> {
+  const t0 = performance.now();
+  await model.accumulateGradients(batch);
+  const t1 = performance.now();
+  const held = (await memory()).active;
+  await resetPeakMemory();
+  const t2 = performance.now();
+  await model.applyOptimizer({ learningRate: 1e-4, maxGradNorm: 1 });
+  const t3 = performance.now();
+  const peak = (await memory()).peak;
+  return { accumulateSeconds: (t1 - t0) / 1000, optimizerSeconds: (t3 - t2) / 1000, optimizerPeakRiseBytes: Math.max(0, peak - held) };
+}
+
+async function gradsOf(model: ProfilingModel, batch: NativeBatch, chunk: number): Promise<{ loss: number; grads: Map<string, Float32Array> }> {
+  await model.setLossChunkTokens(chunk);
+  const r = await model.lossAndGrads(batch);
+  const grads = new Map<string, Float32Array>();
+  for (const [name, g] of Object.entries(r.grads)) {
+    grads.set(name, (await toTypedArray(g)) as Float32Array);
+    g.dispose();
+  }
+  return { loss: r.loss, grads };
+}
+
+/** Relative differences of the chunked loss's loss and LoRA gradients from the whole-logits ones. */
+async function chunkedVersusWhole(model: ProfilingModel, batch: NativeBatch): Promise<{ loss: number; grads: number }> {
+  await randomAdapters(model, 5);
+  const whole = await gradsOf(model, batch, 0);
+  const chunked = await gradsOf(model, batch, -1);
+  let worst = 0;
+  for (const [name, g] of whole.grads) {
+    const c = chunked.grads.get(name)!;
+    let scale = 0;
+    let diff = 0;
+    for (let i = 0; i < g.length; i++) {
+      scale = Math.max(scale, Math.abs(g[i]!));
+      diff = Math.max(diff, Math.abs(g[i]! - c[i]!));
+    }
+    worst = Math.max(worst, diff / scale);
+  }
+  return { loss: Math.abs(chunked.loss - whole.loss) / Math.abs(whole.loss), grads: worst };
+}
+
+function phaseRows(p: StepProfile, label: string): BenchRow[] {
+  const total = p.phases.reduce((s, x) => s + x.seconds, 0);
+  return p.phases.map((x) => ({
+    name: `${label} ${x.name} (${x.calls}×, ${((100 * x.seconds) / total).toFixed(1)}%)`,
+    value: x.seconds * 1000,
+    unit: `ms · kept ${(x.retainedBytes / MiB).toFixed(1)} MiB · transient ${(x.transientBytes / MiB).toFixed(1)} MiB`,
+  }));
+}
+
+export default async function bench(): Promise<BenchTable> {
+  const quick = process.argv.includes('--small') || process.env.MLXQ_PROFILE_SMALL === '1';
+  const config = quick ? small : reference;
+  const [b, l] = quick ? [2, 128] : [4, 512];
+  const dev = await device();
+  const kernel = dev.type === 'gpu' ? 'quantized-matmul' : 'dequantize-matmul';
+  const rate = await matmulRate();
+  const model = profiling(
+    await randomModel(config, { bits: 4, groupSize: 64, kernel, lora: { rank: RANK, alpha: 32, targets: 'all-linear' }, packedDirectly: false }),
+  );
+  try {
+    const batch = packedBatch(b, l, config.vocabSize, 7);
+    // Warm-up: MLX's first allocations and caches.
+    for (const g of Object.values((await model.lossAndGrads(batch)).grads)) g.dispose();
+    const profiles: Record<'chunked' | 'whole', StepProfile> = {
+      chunked: (await model.setLossChunkTokens(-1), await model.profileStep(batch)),
+      whole: (await model.setLossChunkTokens(0), await model.profileStep(batch)),
+    };
+    await model.setLossChunkTokens(-1);
+    const loop = await loopStep(model, batch);
+    const host = Math.max(0, loop.accumulateSeconds - profiles.chunked.wholeStepSeconds);
+    const equal = await chunkedVersusWhole(model, batch);
+    const flops = loraStepFlops(config, b, l, RANK, ADAPTED_PER_LAYER);
+    const stepSeconds = loop.accumulateSeconds + loop.optimizerSeconds;
+    const mfu = flops / stepSeconds / rate;
+    const rows: BenchRow[] = [
+      ...phaseRows(profiles.chunked, '[chunked]'),
+      { name: '[chunked] optimizer: AdamW + clipping (applyOptimizer)', value: loop.optimizerSeconds * 1000, unit: `ms · transient ${(loop.optimizerPeakRiseBytes / MiB).toFixed(1)} MiB` },
+      { name: '[chunked] host side: accumulateGradients wall − native step', value: host * 1000, unit: 'ms' },
+      ...phaseRows(profiles.whole, '[whole logits]'),
+      { name: 'step, unpieced, chunked loss (native)', value: profiles.chunked.wholeStepSeconds, unit: 's' },
+      { name: 'step, unpieced, whole logits (native)', value: profiles.whole.wholeStepSeconds, unit: 's' },
+      { name: 'training step (accumulate + optimizer, JS wall)', value: stepSeconds, unit: 's' },
+      { name: 'f32 matmul rate (2048×512 · 512×1536)', value: rate / 1e9, unit: 'GFLOP/s' },
+      { name: 'model FLOP utilisation (training step)', value: mfu, unit: 'of f32 matmul', baseline: 0.169, baselineLabel: 'issue', goal: { op: '>=', target: 0.4 / 0.169 } },
+      { name: 'peak MLX memory, chunked loss', value: profiles.chunked.wholeStepPeakBytes / MiB, unit: 'MiB' },
+      { name: 'peak MLX memory, whole logits', value: profiles.whole.wholeStepPeakBytes / MiB, unit: 'MiB' },
+      { name: 'peak memory ratio chunked / whole', value: profiles.chunked.wholeStepPeakBytes / profiles.whole.wholeStepPeakBytes, unit: 'ratio' },
+      { name: 'chunked vs whole: loss, relative', value: equal.loss, unit: 'rel', goal: { op: '<=', target: 1e-5 } },
+      { name: 'chunked vs whole: LoRA gradients, max relative', value: equal.grads, unit: 'rel', goal: { op: '<=', target: 1e-5 } },
+    ];
+    const out = option('--json') ?? process.env.MLXQ_PROFILE_JSON ?? join(tmpdir(), 'mlx-qlora-profile.json');
+    const report = { config, batch: [b, l], rank: RANK, kernel, device: dev, isolation: ISOLATION, matmulRate: rate, flops, mfu, loop, hostSeconds: host, profiles, chunkedVersusWhole: equal };
+    await writeFile(out, `${JSON.stringify(report, null, 2)}\n`);
+    const tokens = b * l;
+    return {
+      title: `Profile: one training step, ${quick ? 'small (2 layers, 2 × 128)' : 'reference 60M (4 × 512 packed)'}, 4-bit g64, LoRA r${RANK} all-linear, ${kernel}`,
+      rows,
+      notes: [
+        ISOLATION,
+        `Loss chunk: automatic (2^23 float32 logits a chunk, ${Math.floor(2 ** 23 / config.vocabSize)} tokens here); whole logits are ${((tokens * config.vocabSize * 4) / MiB).toFixed(0)} MiB in float32, and so is their gradient.`,
+        `MFU: ${(flops / 1e9).toFixed(1)} GFLOP per step (bench/random-model.ts loraStepFlops) / step time / the f32 matmul rate; the issue's goal is 0.40 (ratio ${(0.4 / 0.169).toFixed(2)} of its 0.169).`,
+        'Host side: wall time of accumulateGradients from JavaScript minus the native unpieced step (batch copy, queueing, settling).',
+        `JSON written to ${out}`,
+      ],
+    };
+  } finally {
+    model.dispose();
+  }
+}

@@ -1,0 +1,214 @@
+#include "model/chunked_loss.h"
+
+#include <algorithm>
+#include <vector>
+
+#include "errors.h"
+#include "mx.h"
+
+namespace mlxq::model {
+namespace {
+
+/** The frozen head, held by the custom function's closures for as long as the graph needs it. */
+struct Head {
+  Array w, scales, biases, bias;
+  int bits = 0;
+  int group_size = 0;
+  LinearKernel kernel = LinearKernel::DequantizeMatmul;
+  int chunk = 0;
+};
+
+Array ref_or_empty(const Array& a) { return a.empty() ? Array() : mx::ref(a.get()); }
+
+std::vector<Array> arrays_of(const mlx_vector_array in) {
+  std::vector<Array> out(mlx_vector_array_size(in));
+  for (size_t i = 0; i < out.size(); ++i) check(mlx_vector_array_get(out[i].out(), in, i), "mlx_vector_array_get");
+  return out;
+}
+
+Array concat_rows(const std::vector<Array>& parts) {
+  std::vector<mlx_array> views;
+  for (const auto& p : parts) views.push_back(p.get());
+  VectorArray v(mlx_vector_array_new_data(views.data(), views.size()));
+  Array out;
+  check(mlx_concatenate_axis(out.out(), v.get(), 0, mx::stream()), "mlx_concatenate_axis");
+  return out;
+}
+
+/**
+ * `x`, made to wait for `after`: MLX schedules a graph breadth-first, which would otherwise run
+ * every chunk's head matmul before any chunk is reduced, holding all the logits at once.
+ */
+Array after(const mlx_array x, const Array& dependency) {
+  if (dependency.empty()) return mx::ref(x);
+  VectorArray in(mlx_vector_array_new_data(&x, 1));
+  mlx_array dep = dependency.get();
+  VectorArray deps(mlx_vector_array_new_data(&dep, 1));
+  VectorArray res(mlx_vector_array_new());
+  check(mlx_depends(res.out(), in.get(), deps.get()), "mlx_depends");
+  Array out;
+  check(mlx_vector_array_get(out.out(), res.get(), 0), "mlx_vector_array_get");
+  return out;
+}
+
+/** The head as a dense [V, D] matrix for one pass (dequantized once), or empty: quantized_matmul per chunk. */
+Array pass_weight(const Head& hd, mlx_dtype dtype) {
+  if (hd.bits == 0) return mx::ref(hd.w.get());
+  if (hd.kernel == LinearKernel::QuantizedMatmul) return Array();
+  return mx::dequantize(hd.w.get(), hd.scales.get(), hd.biases.get(), hd.group_size, hd.bits, dtype);
+}
+
+/** float32 logits of rows x [c, D], as linear_base + astype would give them. */
+Array chunk_logits(const Head& hd, const Array& dense, const mlx_array x) {
+  Array y;
+  if (!dense.empty()) {
+    Array wt = mx::transpose(dense.get(), {1, 0});
+    y = mx::matmul(x, wt.get());
+  } else {
+    y = mx::quantized_matmul(x, hd.w.get(), hd.scales.get(), hd.biases.get(), true, hd.group_size, hd.bits);
+  }
+  if (!hd.bias.empty()) y = mx::add(y.get(), hd.bias.get());
+  return mx::astype(y.get(), MLX_FLOAT32);
+}
+
+/** d loss / d x for d loss / d logits `dz` [c, V], in the dtype of x. */
+Array chunk_input_grad(const Head& hd, const Array& dense, const mlx_array dz) {
+  if (!dense.empty()) return mx::matmul(dz, dense.get());
+  return mx::quantized_matmul(dz, hd.w.get(), hd.scales.get(), hd.biases.get(), false, hd.group_size, hd.bits);
+}
+
+struct Span {
+  int start, stop;
+};
+
+std::vector<Span> spans(int n, int chunk) {
+  std::vector<Span> out;
+  for (int s = 0; s < n; s += chunk) out.push_back({s, std::min(n, s + chunk)});
+  return out;
+}
+
+/** Outputs [Σ masked CE, logsumexp per token [N]]: the second saves the backward pass a reduction. */
+int run_forward(mlx_vector_array* out, const mlx_vector_array in, void* raw) {
+  try {
+    const Head& hd = *static_cast<Head*>(raw);
+    auto p = arrays_of(in);
+    const mlx_array h = p[0].get(), targets = p[1].get(), mask = p[2].get();
+    const int n = mx::dim(h, 0), d = mx::dim(h, 1);
+    Array dense = pass_weight(hd, mx::dtype_of(h));
+    std::vector<Array> ces, lses;
+    Array previous;
+    for (const Span& s : spans(n, hd.chunk)) {
+      Array rows = mx::slice(h, {s.start, 0}, {s.stop, d});
+      Array x = after(rows.get(), previous);
+      Array z = chunk_logits(hd, dense, x.get());
+      Array lse = mx::logsumexp_axis(z.get(), -1, false);
+      Array t = mx::slice(targets, {s.start}, {s.stop});
+      Array idx = mx::expand_dims(t.get(), -1);
+      Array picked = mx::take_along_axis(z.get(), idx.get(), -1);
+      Array target_logit = mx::squeeze(picked.get(), -1);
+      Array ce = mx::subtract(lse.get(), target_logit.get());
+      previous = mx::ref(ce.get());
+      ces.push_back(std::move(ce));
+      lses.push_back(std::move(lse));
+    }
+    Array ce_all = concat_rows(ces);
+    Array masked = mx::multiply(ce_all.get(), mask);
+    Array loss = mx::sum(masked.get());
+    Array lse_all = concat_rows(lses);
+    mlx_array r[2] = {loss.get(), lse_all.get()};
+    *out = mlx_vector_array_new_data(r, 2);
+    return 0;
+  } catch (const std::exception& e) {
+    stash_closure_error(e.what());
+    return 1;
+  }
+}
+
+/** g·mask·(softmax(z) − one_hot(target)) for one chunk, built as the unchunked loss builds it. */
+Array chunk_logit_grad(const mlx_array z, const mlx_array lse, const mlx_array targets, const mlx_array weight) {
+  Array lse_col = mx::expand_dims(lse, -1);
+  Array shifted = mx::subtract(z, lse_col.get());
+  Array probs = mx::exp(shifted.get());
+  Array idx = mx::expand_dims(targets, -1);
+  Array p_target = mx::take_along_axis(probs.get(), idx.get(), -1);
+  Array one = mx::scalar(1.0f);
+  Array p_minus_one = mx::subtract(p_target.get(), one.get());
+  Array diff = mx::put_along_axis(probs.get(), idx.get(), p_minus_one.get(), -1);
+  Array w = mx::expand_dims(weight, -1);
+  return mx::multiply(diff.get(), w.get());
+}
+
+int run_vjp(mlx_vector_array* out, const mlx_vector_array primals, const mlx_vector_array cotangents,
+            const mlx_vector_array outputs, void* raw) {
+  try {
+    const Head& hd = *static_cast<Head*>(raw);
+    auto p = arrays_of(primals);
+    auto c = arrays_of(cotangents);
+    auto o = arrays_of(outputs);
+    const mlx_array h = p[0].get(), targets = p[1].get(), mask = p[2].get();
+    const int n = mx::dim(h, 0), d = mx::dim(h, 1);
+    const mlx_dtype dtype = mx::dtype_of(h);
+    Array lse_all = mx::stop_gradient(o[1].get());
+    Array weight = mx::multiply(mask, c[0].get());
+    Array dense = pass_weight(hd, dtype);
+    std::vector<Array> parts;
+    Array previous;
+    for (const Span& s : spans(n, hd.chunk)) {
+      Array rows = mx::slice(h, {s.start, 0}, {s.stop, d});
+      Array x = after(rows.get(), previous);
+      Array z = chunk_logits(hd, dense, x.get());
+      Array lse = mx::slice(lse_all.get(), {s.start}, {s.stop});
+      Array t = mx::slice(targets, {s.start}, {s.stop});
+      Array w = mx::slice(weight.get(), {s.start}, {s.stop});
+      Array dz = chunk_logit_grad(z.get(), lse.get(), t.get(), w.get());
+      Array dz_c = mx::astype(dz.get(), dtype);
+      Array dx = chunk_input_grad(hd, dense, dz_c.get());
+      previous = mx::ref(dx.get());
+      parts.push_back(std::move(dx));
+    }
+    Array joined = concat_rows(parts);
+    Array dh = mx::astype(joined.get(), dtype);
+    Array dtargets = mx::zeros(mx::shape_of(targets), mx::dtype_of(targets));
+    Array dmask = mx::zeros(mx::shape_of(mask), mx::dtype_of(mask));
+    mlx_array grads[3] = {dh.get(), dtargets.get(), dmask.get()};
+    *out = mlx_vector_array_new_data(grads, 3);
+    return 0;
+  } catch (const std::exception& e) {
+    stash_closure_error(e.what());
+    return 1;
+  }
+}
+
+Head* head_of(const Linear& l, LinearKernel kernel, int chunk) {
+  auto* hd = new Head{mx::ref(l.w.get()), ref_or_empty(l.scales), ref_or_empty(l.biases), ref_or_empty(l.bias),
+                      l.bits, l.group_size, kernel, chunk};
+  return hd;
+}
+
+void delete_head(void* p) { delete static_cast<Head*>(p); }
+
+}  // namespace
+
+int default_loss_chunk_tokens(int vocab) {
+  constexpr long long kChunkElements = 1LL << 23;  // 32 MiB of float32 logits
+  return static_cast<int>(std::max(1LL, kChunkElements / std::max(1, vocab)));
+}
+
+Array chunked_cross_entropy_sum(const mlx_array h, const Linear& head, LinearKernel kernel, const mlx_array targets,
+                                const mlx_array mask, int chunk_tokens) {
+  if (chunk_tokens <= 0) throw std::invalid_argument("the loss chunk must hold at least one token");
+  // Each closure owns its copy of the head's references: they are freed independently.
+  Closure fn(mlx_closure_new_func_payload(&run_forward, head_of(head, kernel, chunk_tokens), &delete_head));
+  ClosureCustom vjp(mlx_closure_custom_new_func_payload(&run_vjp, head_of(head, kernel, chunk_tokens), &delete_head));
+  Closure custom;
+  check(mlx_custom_vjp(custom.out(), fn.get(), vjp.get()), "mlx_custom_vjp");
+  mlx_array ins[3] = {h, targets, mask};
+  VectorArray in(mlx_vector_array_new_data(ins, 3));
+  VectorArray res(mlx_vector_array_new());
+  check(mlx_closure_apply(res.out(), custom.get(), in.get()), "mlx_closure_apply");
+  Array loss;
+  check(mlx_vector_array_get(loss.out(), res.get(), 0), "mlx_vector_array_get");
+  return loss;
+}
+
+}  // namespace mlxq::model

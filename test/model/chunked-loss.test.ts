@@ -1,0 +1,106 @@
+/**
+ * The chunked LM head + cross-entropy (a custom VJP that never holds more than one chunk of
+ * logits) against the whole-logits loss it replaces: loss, evaluation loss and every LoRA
+ * gradient, for a 4-bit head under both kernels and for a tied dense embedding, with chunk sizes
+ * that split the tokens unevenly. A small model keeps this a test (seconds); the benchmark
+ * (`npm run bench -- profile`) makes the same comparison on the 60M reference model.
+ */
+import { afterAll, describe, expect, it } from 'vitest';
+import type { NativeBatch, NativeModelConfig } from '../../lib/native.js';
+import { toTypedArray } from '../../lib/tensor.js';
+import { randomModel } from '../../bench/random-model.js';
+import { packedBatch, profiling, randomAdapters, type ProfilingModel } from '../../bench/step-profile.js';
+
+const config: NativeModelConfig = {
+  vocabSize: 3000,
+  hiddenSize: 64,
+  intermediateSize: 128,
+  numLayers: 2,
+  numHeads: 4,
+  numKvHeads: 2,
+  headDim: 16,
+  rmsNormEps: 1e-5,
+  ropeTheta: 10000,
+  ropeTraditional: false,
+  ropePositionScale: 1,
+  tieWordEmbeddings: false,
+  attentionBias: false,
+};
+/** Float rounding only: a sum over ~100 tokens and matmuls of the same rows in other blockings. */
+const RTOL = 1e-5;
+
+const batch: NativeBatch = packedBatch(2, 48, config.vocabSize, 21, 30);
+
+interface Step {
+  loss: number;
+  evalLoss: number;
+  grads: Map<string, Float32Array>;
+}
+
+async function step(model: ProfilingModel, chunk: number): Promise<Step> {
+  await model.setLossChunkTokens(chunk);
+  const r = await model.lossAndGrads(batch);
+  const grads = new Map<string, Float32Array>();
+  for (const [name, g] of Object.entries(r.grads)) {
+    grads.set(name, (await toTypedArray(g)) as Float32Array);
+    g.dispose();
+  }
+  const evalLoss = (await model.loss(batch)).loss;
+  return { loss: r.loss, evalLoss, grads };
+}
+
+function maxAbs(a: Float32Array): number {
+  return a.reduce((m, x) => Math.max(m, Math.abs(x)), 0);
+}
+
+/** Largest |a − b| over a gradient, relative to that gradient's largest entry. */
+function relativeError(a: Float32Array, b: Float32Array): number {
+  let worst = 0;
+  for (let i = 0; i < a.length; i++) worst = Math.max(worst, Math.abs(a[i]! - b[i]!));
+  return worst / maxAbs(b);
+}
+
+const cases = [
+  { name: '4-bit head, dequantize + matmul', tie: false, kernel: 'dequantize-matmul' as const },
+  { name: '4-bit head, quantized_matmul', tie: false, kernel: 'quantized-matmul' as const },
+  { name: 'tied dense embedding as head', tie: true, kernel: 'dequantize-matmul' as const },
+];
+
+describe('chunked LM head + cross-entropy', () => {
+  const models: ProfilingModel[] = [];
+  afterAll(() => models.forEach((m) => m.dispose()));
+
+  for (const c of cases) {
+    it(`equals the whole-logits loss and LoRA gradients: ${c.name}`, async () => {
+      const model = profiling(
+        await randomModel(
+          { ...config, tieWordEmbeddings: c.tie },
+          { bits: 4, groupSize: 32, kernel: c.kernel, lora: { rank: 4, alpha: 8, targets: 'all-linear' }, packedDirectly: false },
+        ),
+      );
+      models.push(model);
+      await randomAdapters(model, 77);
+      const whole = await step(model, 0);
+      // 96 tokens: chunks of 37 (37 + 37 + 22), of 1 and the automatic size (one chunk here).
+      for (const chunk of [37, 1, -1]) {
+        const chunked = await step(model, chunk);
+        expect(Math.abs(chunked.loss - whole.loss) / whole.loss).toBeLessThan(RTOL);
+        expect(Math.abs(chunked.evalLoss - whole.evalLoss) / whole.evalLoss).toBeLessThan(RTOL);
+        expect([...chunked.grads.keys()]).toEqual([...whole.grads.keys()]);
+        for (const [name, g] of whole.grads) {
+          expect(maxAbs(g), name).toBeGreaterThan(0);
+          expect(relativeError(chunked.grads.get(name)!, g), `${name}, chunk ${chunk}`).toBeLessThan(RTOL);
+        }
+      }
+      // The loss is a real cross-entropy over the supervised tokens: near ln(vocab) at random init.
+      const supervised = batch.mask!.reduce((s, x) => s + x, 0);
+      expect(whole.loss / supervised).toBeGreaterThan(Math.log(config.vocabSize) - 1.5);
+      expect(whole.loss / supervised).toBeLessThan(Math.log(config.vocabSize) + 1.5);
+    }, 120_000);
+  }
+
+  it('rejects a chunk size below -1', async () => {
+    const model = models[0]!;
+    expect(() => model.setLossChunkTokens(-2)).toThrow(/'tokens' must be an integer >= -1/);
+  });
+});
