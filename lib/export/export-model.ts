@@ -14,6 +14,7 @@ import { resolveExportInput, type ExportInput } from './export-input.js';
 import { parseExportOptions, type ExportGgufKind, type ExportOptions, type ExportOptionsInput, type ExportProgress } from './export-options.js';
 import { writeGgufModel } from './gguf-model.js';
 import { buildModelfile, pathFrom, type BuiltModelfile } from './modelfile.js';
+import { ollamaCall, ollamaClient, ollamaHostUrl } from './ollama-connection.js';
 import { OllamaAdapterRefusedError } from './ollama-errors.js';
 import { registerWithOllama, type OllamaRegistration } from './ollama-register.js';
 import { writePeftAdapter } from './peft.js';
@@ -174,10 +175,17 @@ async function register(o: ExportOptions, input: ExportInput, files: ExportedFil
   });
 }
 
+/** Asked before anything is written: a server that is down costs a second, not a finished export. */
+async function checkOllamaReachable(host: string | undefined): Promise<void> {
+  const url = ollamaHostUrl(host);
+  await ollamaCall(url, 'GET /api/version', () => ollamaClient(url).version());
+}
+
 export async function exportModel(options: ExportOptionsInput): Promise<ExportResult> {
   const o = parseExportOptions(options);
   const report = o.onProgress ?? (() => undefined);
   const input = await resolveExportInput(o);
+  if (o.ollama !== undefined) await checkOllamaReachable(o.ollamaHost);
   const out = resolve(o.out);
   const { files, modelfile } = await writeFiles(o, input, out, o.gguf, report);
   const result: ExportResult = { ...files, input, ...(o.peft !== undefined ? { peft: resolve(o.peft) } : {}) };

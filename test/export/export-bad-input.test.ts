@@ -9,6 +9,7 @@ import { cp, mkdir, readdir, readFile, truncate, writeFile, stat } from 'node:fs
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { exportModel } from '../../lib/export/export-model.js';
+import { closedPort } from '../fixtures/fake-ollama.js';
 import { tempDir } from '../helpers/temp-dir.js';
 import { makeExportRun, type ExportRun } from './export-run-fixture.js';
 
@@ -92,6 +93,15 @@ describe('export: bad input', () => {
     await expect(exportModel({ run: fx.runDir, gguf: 'f16', out, modelfile: true, peft })).rejects.toThrow(new RegExp(`^--peft ${peft}: .*(EEXIST|ENOTDIR)`));
     await expectUntouched(dir, out);
   }, 120_000);
+
+  it('Ollama not running: an error naming the host before anything is written', async () => {
+    const port = await closedPort();
+    const { dir, out } = await outputWithOldFile();
+    await expect(exportModel({ run: fx.runDir, gguf: 'f16', out, ollama: 'iceburg-v', ollamaHost: `127.0.0.1:${port}` })).rejects.toThrow(
+      `http://127.0.0.1:${port}`,
+    );
+    await expectUntouched(dir, out);
+  });
 
   it('a chat template the Modelfile cannot translate names where it came from and asks for --template; nothing is written', async () => {
     const base = join(tempDir('export-odd-template-'), 'hf');
