@@ -41,6 +41,7 @@ import { RECORD_FORMATS, messageCount, type DataRecord, type RecordFormat } from
 import { readInputRecords } from './record-reader.js';
 import { LengthHistogram, MAX_EXAMPLES, qualityBin, reportTotals, type PrepareReport } from './report.js';
 import { SplitShardWriter } from './shard-writer.js';
+import { recordSelectionSchema, RecordSelection } from './since-filter.js';
 import { assignSplit, DEFAULT_SPLIT_FRACTIONS, SPLITS, splitFractionsSchema, type SplitName } from './split.js';
 
 export const prepareOptionsSchema = z.object({
@@ -73,6 +74,8 @@ export const prepareOptionsSchema = z.object({
   shardTokens: z.number().int().positive().optional(),
   /** Rows per batch for the padding/fill figures in the report. */
   reportBatchSize: z.number().int().positive().default(4),
+  /** --since / --replay / --where (since-filter.ts). */
+  selection: recordSelectionSchema.default({ replay: 0, replaySeed: 0, where: [] }),
 });
 export type PrepareOptionsInput = z.input<typeof prepareOptionsSchema>;
 type PrepareOptions = z.output<typeof prepareOptionsSchema>;
@@ -127,7 +130,7 @@ export interface PrepareResult {
 const ROW_BYTES = 24;
 /** The report's padding/fill figures plan batches for at most this many train records. */
 const BATCHING_SAMPLE = 100_000;
-const OWN_FILE = /^(train|valid|test)-\d{5}\.(tokens\.i32|mask\.u8|lengths\.u32)$|^(manifest\.json|report\.json|rejections\.jsonl)$/;
+const OWN_FILE = /^(train|valid|test)-\d{5}\.(tokens\.i32|mask\.u8|lengths\.u32)$|^(manifest\.json|report\.json|rejections\.jsonl|content-hashes\.bin|selection\.json)$/;
 
 function prepareOutDir(outDir: string): void {
   if (existsSync(outDir)) {
@@ -141,6 +144,7 @@ function prepareOutDir(outDir: string): void {
 
 export async function prepareDataset(input: PrepareOptionsInput, hooks: PrepareHooks = {}): Promise<PrepareResult> {
   const opts = parsePrepareOptions(input);
+  const selection = new RecordSelection(opts.selection);
   const started = performance.now();
   const model =
     hooks.tokenizer ??
@@ -231,6 +235,7 @@ export async function prepareDataset(input: PrepareOptionsInput, hooks: PrepareH
         reject({ reason: filtered, ...at, message: filterMessage(filtered, record, opts.minQuality, opts.minMessages) }, 'filtered');
         continue;
       }
+      if (await selection.leaveOut(record)) continue;
 
       let encoded: EncodedRecord;
       try {
@@ -342,6 +347,7 @@ export async function prepareDataset(input: PrepareOptionsInput, hooks: PrepareH
   report.megabytesPerSecond = totalBytes / 1e6 / report.elapsedSeconds;
 
   writeFileSync(join(opts.outDir, MANIFEST_FILE), `${JSON.stringify(manifest, null, 2)}\n`);
+  await selection.finish(opts.outDir);
   writeFileSync(join(opts.outDir, 'report.json'), `${JSON.stringify(report, null, 2)}\n`);
   return { manifest, report };
 }

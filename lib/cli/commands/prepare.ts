@@ -9,6 +9,7 @@ import { EMIT_FORMATS, type EmitFormat } from '../../data/emit.js';
 import { fieldMappingSchema } from '../../data/field-mapping.js';
 import { parseFormatSpec, type FormatOverride } from '../../data/format-overrides.js';
 import { integerArg, numberArg } from './cli-numbers.js';
+import { formatSelection, readSelection } from '../../data/since-filter.js';
 
 const fraction = numberArg(0, 1);
 
@@ -76,6 +77,10 @@ interface PrepareFlags {
   emit: EmitFormat[];
   ollamaModels?: string;
   progress: boolean;
+  since?: string;
+  replay: number;
+  replaySeed: number;
+  where: string[];
 }
 
 export function register(program: Command): void {
@@ -109,6 +114,10 @@ export function register(program: Command): void {
     .addOption(new Option('--emit <formats...>', 'also write the cleaned records in these formats').choices([...EMIT_FORMATS]).default([]))
     .option('--ollama-models <dir>', 'Ollama models folder (default: $OLLAMA_MODELS or Ollama\'s default)')
     .option('--no-progress', 'no progress bar')
+    .option('--since <dataset>', 'take only records new by content since this prepared folder (or its manifest.json)')
+    .option('--replay <fraction>', 'with --since: take this fraction of the earlier records back', fraction, 0)
+    .option('--replay-seed <n>', 'which earlier records --replay takes', integerArg(0), 0)
+    .option('--where <field=value...>', 'only records whose field (dotted path; top level, then metadata) equals value; several: all must hold', (v: string, p: string[] = []) => [...p, v], [])
     .action(async (flags: PrepareFlags) => {
       const bar =
         flags.progress && process.stderr.isTTY
@@ -139,6 +148,7 @@ export function register(program: Command): void {
           trainOn: flags.trainOn,
           strict: flags.strict,
           emit: flags.emit,
+          selection: { ...(flags.since ? { since: flags.since } : {}), replay: flags.replay, replaySeed: flags.replaySeed, where: flags.where },
         },
         {
           onProgress: (p) => {
@@ -152,6 +162,6 @@ export function register(program: Command): void {
           },
         },
       ).finally(() => bar?.stop());
-      process.stdout.write(`${formatReport(report)}\nWrote ${flags.out}/manifest.json and report.json\n`);
+      process.stdout.write(`${formatReport(report)}\n${formatSelection(readSelection(flags.out))}\nWrote ${flags.out}/manifest.json and report.json\n`);
     });
 }
