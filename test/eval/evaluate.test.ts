@@ -67,7 +67,7 @@ describe('mlx-qlora eval: a tiny model trained on a fixed set of answers', () =>
   let fake: FakeOllama;
 
   beforeAll(async () => {
-    e = await makeEvalFixture(40);
+    e = await makeEvalFixture(48);
     const dir = tempDir('eval-');
     out = join(dir, 'report');
     ggufF32 = join(dir, 'tuned-f32.gguf');
