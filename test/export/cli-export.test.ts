@@ -9,7 +9,9 @@ import { cp, readdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Command, CommanderError } from 'commander';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { register } from '../../lib/cli/commands/export.js';
+import { PassThrough } from 'node:stream';
+import { progressView, register } from '../../lib/cli/commands/export.js';
+import type { ExportProgress } from '../../lib/export/export-options.js';
 import { readGguf } from '../../lib/gguf/reader.js';
 import { optionalInteger, optionalString } from '../../lib/gguf/metadata.js';
 import { tempDir } from '../helpers/temp-dir.js';
@@ -45,6 +47,40 @@ async function parseOnly(args: string[]): Promise<string> {
   }
   return stderr;
 }
+
+/** A stream that records what is written; a terminal (with the cursor calls cli-progress makes) when `tty`. */
+function recordingStream(tty: boolean): { stream: NodeJS.WriteStream; text: () => string } {
+  const s = new PassThrough();
+  let text = '';
+  s.on('data', (d: Buffer) => (text += d.toString()));
+  const done = (cb?: () => void) => (cb?.(), true);
+  Object.assign(s, { isTTY: tty, columns: 120, cursorTo: (_x: number, _y?: unknown, cb?: () => void) => done(cb), clearLine: (_d: number, cb?: () => void) => done(cb), moveCursor: () => true });
+  return { stream: s as unknown as NodeJS.WriteStream, text: () => text };
+}
+
+const EVENTS: ExportProgress[] = [
+  { phase: 'load', what: 'base X' },
+  ...[1, 2, 3].map((i): ExportProgress => ({ phase: 'tensors', file: 'o.gguf', tensor: `t${i}`, done: i, total: 3, bytes: i * 2 ** 20 })),
+  { phase: 'ollama', status: 'pushing sha256:ab', completed: 5, total: 10 },
+  { phase: 'ollama', status: 'success' },
+];
+
+describe('export progress', () => {
+  it('a terminal gets bars (tensors, then the Ollama upload), anything else plain lines', async () => {
+    const tty = recordingStream(true);
+    const bars = progressView(tty.stream);
+    for (const e of EVENTS) bars.update(e);
+    bars.stop();
+    const plain = recordingStream(false);
+    const lines = progressView(plain.stream);
+    for (const e of EVENTS) lines.update(e);
+    await new Promise((resolve) => setImmediate(resolve));
+    expect(tty.text()).toMatch(/tensors 3\/3 \|█+\| 3\.0 MiB \| t3/);
+    expect(tty.text()).toMatch(/ollama pushing sha256:ab \|█+░+\| 50%/);
+    expect(tty.text()).toMatch(/ollama: success\n$/);
+    expect(plain.text()).toBe('loading base X\no.gguf: 1/3 tensors, 1.0 MiB\no.gguf: 2/3 tensors, 2.0 MiB\no.gguf: 3/3 tensors, 3.0 MiB\nollama: pushing sha256:ab\nollama: success\n');
+  });
+});
 
 describe('mlx-qlora export', () => {
   it('--run --checkpoint best → fused F16 GGUF, Modelfile and PEFT folder; plain progress lines when stderr is not a terminal', async () => {
