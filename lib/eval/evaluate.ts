@@ -19,7 +19,7 @@ import { loadModelTokenizer } from '../tokenizer/load-tokenizer.js';
 import { ArmSwitcher, readArmAdapters, sharedLoraSettings, type ArmAdapter } from './adapter-arms.js';
 import { loadEvalData, stopTokensOf, type EvalItem } from './eval-data.js';
 import { aggregate, generationRow, likelihoodRow, type ArmOutput, type GenerationRow, type ItemResult, type LikelihoodRow } from './eval-results.js';
-import { checkExport, type ExportCheck } from './export-check.js';
+import { checkExport, llama, type ExportCheck } from './export-check.js';
 import { checkJudge, judgeArms, type JudgeResult } from './judge.js';
 import { sequenceLikelihood } from './likelihood.js';
 import { trainingCurves, writeEvalReport, type TrainingCurve } from './eval-report.js';
@@ -107,6 +107,7 @@ export async function evaluate(raw: EvaluateOptions): Promise<{ report: EvalRepo
   if (o.judge && o.adapters.length === 0) throw new Error('--judge compares adapters with the base: give at least one --adapter');
   // Before any model work: a judge that is asked for must answer.
   if (o.judge) await checkJudge(o.judge.model, o.judge.host);
+  await checkExportInputs(o);
   const resolved = await Promise.all(o.adapters.map(async (a) => ({ ...a, ...(await resolveAdapter(a.path)) })));
   const { tokenizer, template } = await loadModelTokenizer(o.model, o.template ? { template: o.template } : {});
   const data = await loadEvalData(o.data, tokenizer, template);
@@ -180,6 +181,15 @@ async function runArm(
     results[k]!.outputs[arm] = output;
   }
   o.signal?.throwIfAborted();
+}
+
+/** The export check's inputs, before any model work: the arm exists, the files exist, llama.cpp loads. */
+async function checkExportInputs(o: Options): Promise<void> {
+  if (o.gguf.length === 0) return;
+  const arms = [BASE_ARM, ...o.adapters.map((a) => a.name)];
+  if (o.ggufArm !== undefined && !arms.includes(o.ggufArm)) throw new Error(`--gguf-arm ${o.ggufArm}: no such arm (arms: ${arms.join(', ')})`);
+  for (const f of o.gguf) if (!(await stat(f).catch(() => undefined))?.isFile()) throw new Error(`--gguf ${f}: no such file`);
+  await llama();
 }
 
 async function runExportChecks(o: Options, adapters: readonly ArmAdapter[], switcher: ArmSwitcher, model: Parameters<typeof sequenceLikelihood>[0], items: readonly EvalItem[], say: (m: string) => void): Promise<ExportCheck[]> {

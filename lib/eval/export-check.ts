@@ -38,7 +38,8 @@ const PROBABILITY_FLOOR = 1e-45;
 
 let llamaRuntime: Promise<Llama> | undefined;
 
-async function llama(): Promise<Llama> {
+/** llama.cpp through node-llama-cpp, loaded once; a clear error when the optional package is missing. */
+export async function llama(): Promise<Llama> {
   llamaRuntime ??= (async () => {
     let mod: typeof import('node-llama-cpp');
     try {
