@@ -10,6 +10,7 @@ import { basename, dirname, join, resolve } from 'node:path';
 import { z } from 'zod';
 import { formatKeyPath, problemsFromIssues } from '../config/zod-problems.js';
 import type { Rejection } from '../data/errors.js';
+import type { NativeModel } from '../native.js';
 import { generate } from '../model/generate.js';
 import { architectureOfModel } from '../model/architecture-of.js';
 import { loadModel, type BaseQuantization } from '../model/load-model.js';
@@ -123,9 +124,10 @@ export async function evaluate(raw: EvaluateOptions): Promise<{ report: EvalRepo
     const switcher = await ArmSwitcher.open(loaded.native, adapters);
     const arms: (ArmAdapter | undefined)[] = [undefined, ...adapters];
     const results = items.map((i): ItemResult => ({ id: i.id, category: i.category, prompt: i.promptText, reference: i.reference ?? null, outputs: {} }));
+    const ctx: ArmRun = { model: loaded.native, items, results, o, stopTokens: stopTokensOf(tokenizer), decode: (ids) => tokenizer.decode(ids), say };
     for (const arm of arms) {
       await switcher.use(arm);
-      await runArm(arm?.name ?? BASE_ARM, arm !== undefined, loaded.native, items, results, o, stopTokensOf(tokenizer), tokenizer.decode.bind(tokenizer), say);
+      await runArm(ctx, arm?.name ?? BASE_ARM, arm !== undefined);
     }
     const armNames = arms.map((a) => a?.name ?? BASE_ARM);
     const exportChecks = await runExportChecks(o, adapters, switcher, loaded.native, items, say);
@@ -149,17 +151,19 @@ export async function evaluate(raw: EvaluateOptions): Promise<{ report: EvalRepo
   }
 }
 
-async function runArm(
-  arm: string,
-  lora: boolean,
-  model: Parameters<typeof sequenceLikelihood>[0],
-  items: readonly EvalItem[],
-  results: ItemResult[],
-  o: Options,
-  stopTokens: number[],
-  decode: (ids: number[]) => string,
-  say: (m: string) => void,
-): Promise<void> {
+/** What every arm's pass shares: the model, the items and where their outcomes go. */
+interface ArmRun {
+  readonly model: NativeModel;
+  readonly items: readonly EvalItem[];
+  readonly results: ItemResult[];
+  readonly o: Options;
+  readonly stopTokens: number[];
+  readonly decode: (ids: number[]) => string;
+  readonly say: (m: string) => void;
+}
+
+/** One arm (already switched in) scores every reference and answers every prompt, one prompt at a time. */
+async function runArm({ model, items, results, o, stopTokens, decode, say }: ArmRun, arm: string, lora: boolean): Promise<void> {
   say(`arm ${arm}: ${items.length} prompts`);
   for (const [k, item] of items.entries()) {
     o.signal?.throwIfAborted();
@@ -192,7 +196,7 @@ async function checkExportInputs(o: Options): Promise<void> {
   await llama();
 }
 
-async function runExportChecks(o: Options, adapters: readonly ArmAdapter[], switcher: ArmSwitcher, model: Parameters<typeof sequenceLikelihood>[0], items: readonly EvalItem[], say: (m: string) => void): Promise<ExportCheck[]> {
+async function runExportChecks(o: Options, adapters: readonly ArmAdapter[], switcher: ArmSwitcher, model: NativeModel, items: readonly EvalItem[], say: (m: string) => void): Promise<ExportCheck[]> {
   if (o.gguf.length === 0) return [];
   const armName = o.ggufArm ?? adapters[0]?.name ?? BASE_ARM;
   const arm = adapters.find((a) => a.name === armName);
