@@ -32,6 +32,23 @@ struct KVCache {
   int offset = 0;
 };
 
+/**
+ * Generation's KV cache, as mlx-lm's: per layer a [B, kv_heads, capacity, head_dim] buffer grown by
+ * `step` positions when full and written in place at the offset, so a decode step copies neither
+ * the history nor a growing concatenation of it.
+ */
+struct SteppedKVCache {
+  std::vector<Array> keys;
+  std::vector<Array> values;
+  /** Positions written so far (the same in every layer once a forward pass has finished). */
+  int offset = 0;
+  int step = 256;
+  /** Positions a layer's buffer holds before it must grow; 0 before the first pass. */
+  int capacity() const;
+  /** Writes k, v ([B, H, L, D]) at `offset` into a layer's buffers; views of positions [0, offset + L). */
+  std::pair<Array, Array> update(int layer, const mlx_array k, const mlx_array v);
+};
+
 /** Token data of one batch; arrays owned by the caller. */
 struct Batch {
   mlx_array tokens{};     // [B, L] int32
@@ -81,6 +98,11 @@ class Model {
 
   // Compute.
   Array logits(const Batch& batch, const ForwardOptions& options) const;
+  /**
+   * One generation step: tokens [B, L] after the cache's positions, appended to the cache; returns
+   * float32 logits [B, vocab] of the last position only (the LM head never sees the others).
+   */
+  Array decode_logits(const mlx_array tokens, SteppedKVCache& cache, const std::vector<mlx_array>* lora) const;
   /** Summed masked next-token cross-entropy and the number of supervised tokens. */
   std::pair<Array, Array> loss(const Batch& batch, const mlx_array targets, const mlx_array mask,
                                const ForwardOptions& options) const;
@@ -128,6 +150,9 @@ class Model {
                 const std::vector<mlx_array>* lora) const;
   Array apply_rope(const mlx_array x, const BlockContext& ctx) const;
   Array hidden(const Batch& batch, const ForwardOptions& options) const;
+  Array decode_block(int index, const mlx_array h, const BlockContext& ctx, SteppedKVCache& cache,
+                     const std::vector<mlx_array>* lora) const;
+  Array head_logits(const mlx_array h) const;
 
   ModelConfig config_;
   BuildOptions build_;

@@ -86,7 +86,7 @@ void release_on_mlx(Napi::Env, std::shared_ptr<T>& ref) {
 
 struct GeneratorState {
   ModelRef model;
-  model::KVCache cache;
+  model::SteppedKVCache cache;
   model::SamplerOptions sampler;
   Array key;
   bool use_lora = true;
@@ -136,14 +136,8 @@ class GeneratorWrap : public Napi::ObjectWrap<GeneratorWrap> {
       std::vector<int32_t> input = state->started ? std::vector<int32_t>{state->last} : state->prompt;
       Array tokens = mx::from_data(input.data(), {1, static_cast<int>(input.size())}, MLX_INT32);
       std::vector<mlx_array> lora = state->model->lora_views();
-      model::ForwardOptions options;
-      options.lora = state->use_lora ? &lora : nullptr;
-      options.cache = &state->cache;
-      Array logits = state->model->logits(model::Batch{tokens.get()}, options);
-      const int v = state->model->config().vocab_size;
-      const int l = static_cast<int>(input.size());
-      Array last = mx::slice(logits.get(), {0, l - 1, 0}, {1, l, v});
-      Array flat = mx::reshape(last.get(), {v});
+      Array logits = state->model->decode_logits(tokens.get(), state->cache, state->use_lora ? &lora : nullptr);
+      Array flat = mx::reshape(logits.get(), {state->model->config().vocab_size});
       int token = model::sample_token(flat.get(), state->sampler, state->key);
       // Keep the cache evaluated so the graph does not grow with every token.
       std::vector<mlx_array> cached;

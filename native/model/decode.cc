@@ -1,0 +1,123 @@
+// Generation's forward pass: a KV cache preallocated in steps and written in place, and logits of
+// the last position only. Training's forward (forward.cc) never sees either.
+#include <cmath>
+#include <memory>
+#include <stdexcept>
+
+#include "model/block_context.h"
+#include "mx.h"
+
+namespace mlxq::model {
+
+int SteppedKVCache::capacity() const { return keys.empty() || keys[0].empty() ? 0 : mx::dim(keys[0].get(), 2); }
+
+namespace {
+
+/** `buffer` ([B, H, cap, D]) with room for `end` positions: its first `keep` kept, the rest zero. */
+Array grown(const Array& buffer, const mlx_array like, int keep, int end, int step) {
+  auto s = mx::shape_of(like);
+  const int capacity = (end + step - 1) / step * step;
+  if (buffer.empty()) return mx::zeros({s[0], s[1], capacity, s[3]}, mx::dtype_of(like));
+  Array kept = mx::slice(buffer.get(), {0, 0, 0, 0}, {s[0], s[1], keep, s[3]});
+  Array room = mx::zeros({s[0], s[1], capacity - keep, s[3]}, mx::dtype_of(like));
+  return mx::concatenate({kept.get(), room.get()}, 2);
+}
+
+}  // namespace
+
+std::pair<Array, Array> SteppedKVCache::update(int layer, const mlx_array k, const mlx_array v) {
+  if (layer < 0 || layer >= static_cast<int>(keys.size())) throw std::runtime_error("KV cache: no such layer");
+  if (step < 1) throw std::runtime_error("KV cache: the step must be at least 1");
+  auto s = mx::shape_of(k);
+  const int b = s[0], h = s[1], l = s[2], d = s[3];
+  const int end = offset + l;
+  Array& kb = keys[layer];
+  Array& vb = values[layer];
+  if (kb.empty() || mx::dim(kb.get(), 2) < end) {
+    kb = grown(kb, k, offset, end, step);
+    vb = grown(vb, v, offset, end, step);
+  }
+  kb = mx::slice_update(kb.get(), k, {0, 0, offset, 0}, {b, h, end, d});
+  vb = mx::slice_update(vb.get(), v, {0, 0, offset, 0}, {b, h, end, d});
+  return {mx::slice(kb.get(), {0, 0, 0, 0}, {b, h, end, d}), mx::slice(vb.get(), {0, 0, 0, 0}, {b, h, end, d})};
+}
+
+Array Model::decode_block(int index, const mlx_array h_in, const BlockContext& ctx, SteppedKVCache& cache,
+                          const std::vector<mlx_array>* lora) const {
+  const Layer& layer = layers_[index];
+  const int b = ctx.batch, l = ctx.length, hd = config_.head_dim;
+  const int nh = config_.num_heads, nkv = config_.num_kv_heads;
+
+  Array x = mx::rms_norm(h_in, layer.attn_norm.get(), config_.rms_norm_eps);
+  Array q = project(layer, Q, x.get(), ctx, lora);
+  Array k = project(layer, K, x.get(), ctx, lora);
+  Array v = project(layer, V, x.get(), ctx, lora);
+  q = mx::transpose(mx::reshape(q.get(), {b, l, nh, hd}).get(), {0, 2, 1, 3});
+  k = mx::transpose(mx::reshape(k.get(), {b, l, nkv, hd}).get(), {0, 2, 1, 3});
+  v = mx::transpose(mx::reshape(v.get(), {b, l, nkv, hd}).get(), {0, 2, 1, 3});
+  q = apply_rope(q.get(), ctx);
+  k = apply_rope(k.get(), ctx);
+  auto [keys, values] = cache.update(index, k.get(), v.get());
+  Array attn = mx::attention(q.get(), keys.get(), values.get(), 1.0f / std::sqrt(static_cast<float>(hd)),
+                             ctx.mask_mode, ctx.mask.empty() ? mlx_array{} : ctx.mask.get());
+  attn = mx::reshape(mx::transpose(attn.get(), {0, 2, 1, 3}).get(), {b, l, nh * hd});
+  Array o = project(layer, O, attn.get(), ctx, lora);
+  Array h = mx::add(h_in, o.get());
+
+  Array x2 = mx::rms_norm(h.get(), layer.mlp_norm.get(), config_.rms_norm_eps);
+  Array g = project(layer, GATE, x2.get(), ctx, lora);
+  Array u = project(layer, UP, x2.get(), ctx, lora);
+  Array silu = mx::multiply(g.get(), mx::sigmoid(g.get()).get());
+  Array act = mx::multiply(silu.get(), u.get());
+  Array d = project(layer, DOWN, act.get(), ctx, lora);
+  return mx::add(h.get(), d.get());
+}
+
+Array Model::head_logits(const mlx_array h) const {
+  Array out;
+  if (config_.tie_word_embeddings) {
+    Array et = mx::transpose(embed_.get(), {1, 0});
+    out = mx::matmul(h, et.get());
+  } else {
+    out = linear_base(lm_head_, h, build_.kernel);
+  }
+  return mx::astype(out.get(), MLX_FLOAT32);
+}
+
+Array Model::decode_logits(const mlx_array tokens, SteppedKVCache& cache, const std::vector<mlx_array>* lora) const {
+  if (!finalized_) throw std::runtime_error("the model is not finalized: load every weight first");
+  auto shape = mx::shape_of(tokens);
+  if (shape.size() != 2 || shape[1] < 1) throw std::runtime_error("tokens must be [batch, length]");
+  BlockContext ctx;
+  ctx.batch = shape[0];
+  ctx.length = shape[1];
+  ctx.offset = cache.offset;
+  const int l = ctx.length, total = ctx.offset + l;
+  // The cache keeps every position; a sliding window hides the old ones by mask, as the training
+  // forward does, so generation sees exactly what a full forward pass sees.
+  if (config_.sliding_window && total > *config_.sliding_window) {
+    Array r = mx::reshape(mx::arange(ctx.offset, total, MLX_INT32).get(), {l, 1});
+    Array c = mx::reshape(mx::arange(0, total, MLX_INT32).get(), {1, total});
+    Array causal = mx::less_equal(c.get(), r.get());
+    Array dist = mx::subtract(r.get(), c.get());
+    Array window = mx::less(dist.get(), mx::scalar_int(*config_.sliding_window).get());
+    ctx.mask = mx::logical_and(causal.get(), window.get());
+    ctx.mask_mode = "array";
+  } else if (l == 1) {
+    ctx.mask_mode = "";
+  }
+  const bool use_lora = lora != nullptr && lora_enabled_ && !lora->empty();
+  if (cache.keys.empty()) {
+    cache.keys.resize(config_.num_layers);
+    cache.values.resize(config_.num_layers);
+  }
+  Array h = mx::take_axis(embed_.get(), tokens, 0);
+  for (int i = 0; i < config_.num_layers; ++i) h = decode_block(i, h.get(), ctx, cache, use_lora ? lora : nullptr);
+  cache.offset = total;
+  Array last = mx::slice(h.get(), {0, l - 1, 0}, {ctx.batch, l, config_.hidden_size});
+  Array normed = mx::rms_norm(last.get(), final_norm_.get(), config_.rms_norm_eps);
+  Array logits = head_logits(normed.get());
+  return mx::reshape(logits.get(), {ctx.batch, config_.vocab_size});
+}
+
+}  // namespace mlxq::model
