@@ -89,7 +89,8 @@ function answersTable(r: EvalReport): { header: string[]; rows: string[][] } {
   return { header: ['id', 'category', 'prompt', 'reference', ...arms], rows: r.items.map((i) => [i.id, i.category, i.prompt, i.reference ?? '–', ...arms.map((a) => i.outputs[a]?.text ?? '')]) };
 }
 
-const mdCell = (v: string | number) => String(v).replace(/\\/g, '\\\\').replace(/\|/g, '\\|').replace(/\r?\n/g, '<br>');
+// Markdown renders inline HTML: answers are escaped so that a model's output stays text.
+const mdCell = (v: string | number) => escapeHtml(String(v)).replace(/\\/g, '\\\\').replace(/\|/g, '\\|').replace(/\r?\n/g, '<br>');
 function mdTable(t: { header: string[]; rows: (string | number)[][] }): string[] {
   return [`| ${t.header.map(mdCell).join(' | ')} |`, `|${t.header.map(() => '---').join('|')}|`, ...t.rows.map((row) => `| ${row.map(mdCell).join(' | ')} |`), ''];
 }

@@ -43,13 +43,21 @@ describe('evaluate: the base is quantized as the adapters record', () => {
     config.base_model.quantization = { bits: 4, group_size: 64 };
     await writeFile(configPath, JSON.stringify(config));
     data = join(dir, 'eval.jsonl');
-    await writeFile(data, `${JSON.stringify({ prompt: 'Tell me about sea ice.', reference: 'It melts.' })}\n`);
+    await writeFile(data, `${JSON.stringify({ prompt: 'Tell me about <i>sea ice</i> & "snow".', reference: 'It <b>melts</b>.' })}\n`);
   }, 120_000);
   afterAll(() => fx?.cleanup());
 
   it('an adapter recorded on a 4-bit base runs on a 4-bit base, as generate would load it', async () => {
-    const { report } = await evaluate({ model: fx.modelDir, adapters: [{ name: 'q', path: fourBit }], data, out: join(tempDir('eval-quant-out-'), 'r'), maxTokens: 6 });
+    const { report, files } = await evaluate({ model: fx.modelDir, adapters: [{ name: 'q', path: fourBit }], data, out: join(tempDir('eval-quant-out-'), 'r'), maxTokens: 6 });
     expect(report.settings.base_quantization).toEqual({ bits: 4, groupSize: 64 });
+    // Prompts and references are text in the HTML, never markup.
+    const html = await readFile(files[2]!, 'utf8');
+    expect(html).toContain('Tell me about &lt;i&gt;sea ice&lt;/i&gt; &amp; &quot;snow&quot;.');
+    expect(html).toContain('It &lt;b&gt;melts&lt;/b&gt;.');
+    expect(html).not.toContain('<i>sea ice');
+    expect(html).not.toContain('<b>melts');
+    const md = await readFile(files[1]!, 'utf8');
+    expect(md).toContain('| Tell me about &lt;i&gt;sea ice&lt;/i&gt; &amp; &quot;snow&quot;. | It &lt;b&gt;melts&lt;/b&gt;. |');
     const alone = await loadModel(fx.modelDir, { adapter: fourBit });
     const denseAlone = await loadModel(fx.modelDir, { adapter: dense });
     try {
