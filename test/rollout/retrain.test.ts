@@ -91,13 +91,13 @@ describe('mlx-qlora retrain', () => {
     await firstVersion(registryRoot);
     const pipeline = writePipeline('kill', registryRoot, { max_loss_increase: 100, min_exact_match_delta: -1 });
     for (const stage of RETRAIN_STAGES) {
-      const killed = await run(process.execPath, ['--import', 'tsx', CHILD, pipeline, stage], { cwd: root }).then(
+      const killed = await run(process.execPath, ['--import', 'tsx', CHILD, pipeline, stage]).then(
         () => undefined,
         (error: { signal?: string; stderr?: string }) => error,
       );
       expect(killed?.signal, `killed in ${stage}: ${killed?.stderr ?? 'it finished instead'}`).toBe('SIGKILL');
     }
-    const { stdout } = await run(process.execPath, ['--import', 'tsx', CHILD, pipeline], { cwd: root });
+    const { stdout } = await run(process.execPath, ['--import', 'tsx', CHILD, pipeline]);
     expect(JSON.parse(stdout)).toEqual({ version: 'iceburg-demo-v2', ollama: { name: 'iceburg-demo-v2' } });
 
     const work = join(root, 'work-kill');
