@@ -51,11 +51,15 @@ Array after(const mlx_array x, const Array& dependency) {
   return out;
 }
 
-/** The head as a dense [V, D] matrix for one pass (dequantized once), or empty: quantized_matmul per chunk. */
-Array pass_weight(const Head& hd, mlx_dtype dtype) {
+/**
+ * The head as a dense [V, D] matrix for one pass (dequantized once, not before `dependency` is
+ * computed), or empty: quantized_matmul per chunk.
+ */
+Array pass_weight(const Head& hd, mlx_dtype dtype, const Array& dependency) {
   if (hd.bits == 0) return mx::ref(hd.w.get());
   if (hd.kernel == LinearKernel::QuantizedMatmul) return Array();
-  return mx::dequantize(hd.w.get(), hd.scales.get(), hd.biases.get(), hd.group_size, hd.bits, dtype);
+  Array w = after(hd.w.get(), dependency);
+  return mx::dequantize(w.get(), hd.scales.get(), hd.biases.get(), hd.group_size, hd.bits, dtype);
 }
 
 /** float32 logits of rows x [c, D], as linear_base + astype would give them. */
@@ -87,43 +91,6 @@ std::vector<Span> spans(int n, int chunk) {
   return out;
 }
 
-/** Outputs [Σ masked CE, logsumexp per token [N]]: the second saves the backward pass a reduction. */
-int run_forward(mlx_vector_array* out, const mlx_vector_array in, void* raw) {
-  try {
-    const Head& hd = *static_cast<Head*>(raw);
-    auto p = arrays_of(in);
-    const mlx_array h = p[0].get(), targets = p[1].get(), mask = p[2].get();
-    const int n = mx::dim(h, 0), d = mx::dim(h, 1);
-    Array dense = pass_weight(hd, mx::dtype_of(h));
-    std::vector<Array> ces, lses;
-    Array previous;
-    for (const Span& s : spans(n, hd.chunk)) {
-      Array rows = mx::slice(h, {s.start, 0}, {s.stop, d});
-      Array x = after(rows.get(), previous);
-      Array z = chunk_logits(hd, dense, x.get());
-      Array lse = mx::logsumexp_axis(z.get(), -1, false);
-      Array t = mx::slice(targets, {s.start}, {s.stop});
-      Array idx = mx::expand_dims(t.get(), -1);
-      Array picked = mx::take_along_axis(z.get(), idx.get(), -1);
-      Array target_logit = mx::squeeze(picked.get(), -1);
-      Array ce = mx::subtract(lse.get(), target_logit.get());
-      previous = mx::ref(ce.get());
-      ces.push_back(std::move(ce));
-      lses.push_back(std::move(lse));
-    }
-    Array ce_all = concat_rows(ces);
-    Array masked = mx::multiply(ce_all.get(), mask);
-    Array loss = mx::sum(masked.get());
-    Array lse_all = concat_rows(lses);
-    mlx_array r[2] = {loss.get(), lse_all.get()};
-    *out = mlx_vector_array_new_data(r, 2);
-    return 0;
-  } catch (const std::exception& e) {
-    stash_closure_error(e.what());
-    return 1;
-  }
-}
-
 /** g·mask·(softmax(z) − one_hot(target)) for one chunk, built as the unchunked loss builds it. */
 Array chunk_logit_grad(const mlx_array z, const mlx_array lse, const mlx_array targets, const mlx_array weight) {
   Array lse_col = mx::expand_dims(lse, -1);
@@ -138,36 +105,76 @@ Array chunk_logit_grad(const mlx_array z, const mlx_array lse, const mlx_array t
   return mx::multiply(diff.get(), w.get());
 }
 
-int run_vjp(mlx_vector_array* out, const mlx_vector_array primals, const mlx_vector_array cotangents,
-            const mlx_vector_array outputs, void* raw) {
-  try {
-    const Head& hd = *static_cast<Head*>(raw);
-    auto p = arrays_of(primals);
-    auto c = arrays_of(cotangents);
-    auto o = arrays_of(outputs);
-    const mlx_array h = p[0].get(), targets = p[1].get(), mask = p[2].get();
-    const int n = mx::dim(h, 0), d = mx::dim(h, 1);
-    const mlx_dtype dtype = mx::dtype_of(h);
-    Array lse_all = mx::stop_gradient(o[1].get());
-    Array weight = mx::multiply(mask, c[0].get());
-    Array dense = pass_weight(hd, dtype);
-    std::vector<Array> parts;
-    Array previous;
-    for (const Span& s : spans(n, hd.chunk)) {
-      Array rows = mx::slice(h, {s.start, 0}, {s.stop, d});
-      Array x = after(rows.get(), previous);
-      Array z = chunk_logits(hd, dense, x.get());
-      Array lse = mx::slice(lse_all.get(), {s.start}, {s.stop});
-      Array t = mx::slice(targets, {s.start}, {s.stop});
-      Array w = mx::slice(weight.get(), {s.start}, {s.stop});
+struct ChunkedResult {
+  Array loss;
+  Array dh;  // d loss / d h for a cotangent of 1, when asked for
+};
+
+/**
+ * Every chunk's logits, cross-entropy and, with `gradient`, its d loss / d rows while the logits
+ * are at hand: the backward pass then only scales it, and no chunk's logits are computed twice.
+ */
+ChunkedResult run_chunks(const Head& hd, const mlx_array h, const mlx_array targets, const mlx_array mask, bool gradient) {
+  const int n = mx::dim(h, 0), d = mx::dim(h, 1);
+  const mlx_dtype dtype = mx::dtype_of(h);
+  Array dense = pass_weight(hd, dtype, Array());
+  std::vector<Array> ces, grads;
+  Array previous;
+  for (const Span& s : spans(n, hd.chunk)) {
+    Array rows = mx::slice(h, {s.start, 0}, {s.stop, d});
+    Array x = after(rows.get(), previous);
+    Array z = chunk_logits(hd, dense, x.get());
+    Array lse = mx::logsumexp_axis(z.get(), -1, false);
+    Array t = mx::slice(targets, {s.start}, {s.stop});
+    Array idx = mx::expand_dims(t.get(), -1);
+    Array picked = mx::take_along_axis(z.get(), idx.get(), -1);
+    Array target_logit = mx::squeeze(picked.get(), -1);
+    Array ce = mx::subtract(lse.get(), target_logit.get());
+    if (gradient) {
+      Array w = mx::slice(mask, {s.start}, {s.stop});
       Array dz = chunk_logit_grad(z.get(), lse.get(), t.get(), w.get());
       Array dz_c = mx::astype(dz.get(), dtype);
       Array dx = chunk_input_grad(hd, dense, dz_c.get());
       previous = mx::ref(dx.get());
-      parts.push_back(std::move(dx));
+      grads.push_back(std::move(dx));
+    } else {
+      previous = mx::ref(ce.get());
     }
-    Array joined = concat_rows(parts);
-    Array dh = mx::astype(joined.get(), dtype);
+    ces.push_back(std::move(ce));
+  }
+  Array ce_all = concat_rows(ces);
+  Array masked = mx::multiply(ce_all.get(), mask);
+  ChunkedResult out{mx::sum(masked.get()), Array()};
+  if (gradient) {
+    Array joined = concat_rows(grads);
+    out.dh = mx::astype(joined.get(), dtype);
+  }
+  return out;
+}
+
+/** Outputs [Σ masked CE, d loss / d h]. */
+int run_forward(mlx_vector_array* out, const mlx_vector_array in, void* raw) {
+  try {
+    auto p = arrays_of(in);
+    ChunkedResult r = run_chunks(*static_cast<Head*>(raw), p[0].get(), p[1].get(), p[2].get(), true);
+    mlx_array o[2] = {r.loss.get(), r.dh.get()};
+    *out = mlx_vector_array_new_data(o, 2);
+    return 0;
+  } catch (const std::exception& e) {
+    stash_closure_error(e.what());
+    return 1;
+  }
+}
+
+int run_vjp(mlx_vector_array* out, const mlx_vector_array primals, const mlx_vector_array cotangents,
+            const mlx_vector_array outputs, void*) {
+  try {
+    auto p = arrays_of(primals);
+    auto c = arrays_of(cotangents);
+    auto o = arrays_of(outputs);
+    const mlx_array h = p[0].get(), targets = p[1].get(), mask = p[2].get();
+    Array g = mx::astype(c[0].get(), mx::dtype_of(h));
+    Array dh = mx::multiply(o[1].get(), g.get());
     Array dtargets = mx::zeros(mx::shape_of(targets), mx::dtype_of(targets));
     Array dmask = mx::zeros(mx::shape_of(mask), mx::dtype_of(mask));
     mlx_array grads[3] = {dh.get(), dtargets.get(), dmask.get()};
@@ -195,11 +202,15 @@ int default_loss_chunk_tokens(int vocab) {
 }
 
 Array chunked_cross_entropy_sum(const mlx_array h, const Linear& head, LinearKernel kernel, const mlx_array targets,
-                                const mlx_array mask, int chunk_tokens) {
+                                const mlx_array mask, int chunk_tokens, bool differentiable) {
   if (chunk_tokens <= 0) throw std::invalid_argument("the loss chunk must hold at least one token");
-  // Each closure owns its copy of the head's references: they are freed independently.
+  if (!differentiable) {
+    Head hd{mx::ref(head.w.get()), ref_or_empty(head.scales), ref_or_empty(head.biases), ref_or_empty(head.bias),
+            head.bits, head.group_size, kernel, chunk_tokens};
+    return std::move(run_chunks(hd, h, targets, mask, false).loss);
+  }
   Closure fn(mlx_closure_new_func_payload(&run_forward, head_of(head, kernel, chunk_tokens), &delete_head));
-  ClosureCustom vjp(mlx_closure_custom_new_func_payload(&run_vjp, head_of(head, kernel, chunk_tokens), &delete_head));
+  ClosureCustom vjp(mlx_closure_custom_new_func_payload(&run_vjp, nullptr, nullptr));
   Closure custom;
   check(mlx_custom_vjp(custom.out(), fn.get(), vjp.get()), "mlx_custom_vjp");
   mlx_array ins[3] = {h, targets, mask};

@@ -1,8 +1,10 @@
 // LM head + masked next-token cross-entropy, token chunk by token chunk, with a hand-written
-// backward pass (the approach of Liger's fused linear cross-entropy and Apple's cut cross-entropy):
-// neither pass holds more than one chunk's [tokens, vocab] logits, so memory does not grow with
-// tokens × vocab. The backward pass recomputes each chunk's logits from the saved log-sum-exp and
-// returns only d loss / d h: the head is frozen here (LoRA never adapts it).
+// gradient (the approach of Liger's fused linear cross-entropy): no more than one chunk's
+// [tokens, vocab] logits exist at a time, so memory does not grow with tokens × vocab. When
+// differentiable, each chunk's d loss / d h is computed in the forward pass while its logits are at
+// hand (the loss is the last node, so its cotangent is a scalar the backward pass multiplies in):
+// two head matmuls a step, as with whole logits, and no recompute. Only h gets a gradient: the head
+// is frozen here (LoRA never adapts it).
 #pragma once
 
 #include "handles.h"
@@ -19,6 +21,6 @@ int default_loss_chunk_tokens(int vocab);
  * targets [N] int32, mask [N] float32; the same roundings as materialising all of z at once.
  */
 Array chunked_cross_entropy_sum(const mlx_array h, const Linear& head, LinearKernel kernel, const mlx_array targets,
-                                const mlx_array mask, int chunk_tokens);
+                                const mlx_array mask, int chunk_tokens, bool differentiable);
 
 }  // namespace mlxq::model

@@ -248,7 +248,8 @@ std::pair<Array, Array> Model::loss(const Batch& batch, const mlx_array targets,
   Linear tied;
   if (config_.tie_word_embeddings) tied.w = mx::ref(embed_.get());
   const Linear& head = config_.tie_word_embeddings ? tied : lm_head_;
-  Array loss = chunked_cross_entropy_sum(rows.get(), head, build_.kernel, t1.get(), m1.get(), chunk);
+  Array loss = chunked_cross_entropy_sum(rows.get(), head, build_.kernel, t1.get(), m1.get(), chunk,
+                                         options.differentiable);
   mark_phase("LM head and loss (chunked)", {loss.get(), count.get()});
   return {std::move(loss), std::move(count)};
 }

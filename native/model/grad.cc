@@ -32,6 +32,7 @@ int run_loss(mlx_vector_array* out, const mlx_vector_array in, void* raw) {
     options.lora = &lora;
     options.dropout_key = view(p->dropout_key);
     options.checkpoint = p->checkpoint;
+    options.differentiable = true;
     auto [loss, count] = p->model->loss(batch, p->targets.get(), p->mask.get(), options);
     mlx_array outs[2] = {loss.get(), count.get()};
     *out = mlx_vector_array_new_data(outs, 2);

@@ -64,6 +64,8 @@ struct ForwardOptions {
   /** Recompute each decoder block in the backward pass instead of keeping its activations. */
   bool checkpoint = false;
   KVCache* cache = nullptr;
+  /** loss() will be differentiated: the chunked loss then computes d loss / d h as it goes. */
+  bool differentiable = false;
 };
 
 class Model {
