@@ -7,7 +7,7 @@
  */
 import { execFile } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { readFileSync, writeFileSync } from 'node:fs';
+import { readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -126,6 +126,19 @@ describe('mlx-qlora retrain', () => {
     expect((v2.eval as { gate: { passed: boolean } }).gate.passed).toBe(true);
     expect([...fake.models.keys()]).toContain('iceburg-demo-v2:latest');
     expect(fake.requestsTo('POST', '/api/create').length).toBe(1);
+
+    // Killed after the registry took the version but before the state file said so: the rerun
+    // recognises its own version and records no second one.
+    delete state.stages.record;
+    writeFileSync(join(work, STATE_FILE), JSON.stringify(state));
+    const again = await runRetrain(await loadPipelineConfig(pipeline));
+    expect(again.version.name).toBe('iceburg-demo-v2');
+    expect((await openRegistry(registryRoot).list()).map((v) => v.name)).toEqual(['iceburg-demo-v1', 'iceburg-demo-v2']);
+    expect(fake.requestsTo('POST', '/api/create').length).toBe(1);
+
+    // A finished stage whose output has gone is an error naming it, never a second run of it.
+    rmSync(v2.exports[0]!.path);
+    await expect(runRetrain(await loadPipelineConfig(pipeline))).rejects.toThrow(/stage export finished at .*-adapter\.gguf is missing; it is not run twice/);
   }, 600_000);
 
   it('records a candidate that fails the gate without registering it with Ollama', async () => {
