@@ -2,11 +2,12 @@
  * Continued training: a run given lora.init_adapter starts from that adapter's weights, so its
  * first loss is the parent adapter's loss on the same batch, computed here apart from the trainer
  * (the base and the adapter loaded by loadModel, the native loss over the whole train split,
- * which the run's one batch holds).
+ * which the run's one batch holds). The parent is read as ours and as a PEFT folder.
  */
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { TrainConfigInput } from '../../lib/config/train-config.js';
+import { writePeftAdapter } from '../../lib/export/peft.js';
 import { openPreparedDataset } from '../../lib/data/prepared-dataset.js';
 import { loadModel } from '../../lib/model/load-model.js';
 import { datasetLoss } from '../../lib/train/dataset-loss.js';
@@ -60,7 +61,12 @@ describe('train with lora.init_adapter', () => {
     }
     const continued = await firstLoss(runConfig(join(tempDir('init-child-'), 'run'), { maxSteps: 1, batchSize: BATCH, lora: { init_adapter: parentAdapter } }));
     const fresh = await firstLoss(runConfig(join(tempDir('init-fresh-'), 'run'), { maxSteps: 1, batchSize: BATCH }));
+    // The same adapter written as a PEFT folder (adapter_model.safetensors, HF names) starts there too.
+    const peft = join(tempDir('init-peft-'), 'peft');
+    await writePeftAdapter(parentAdapter, peft);
+    const fromPeft = await firstLoss(runConfig(join(tempDir('init-child-peft-'), 'run'), { maxSteps: 1, batchSize: BATCH, lora: { init_adapter: peft } }));
     expect(Math.abs(continued - parentLoss)).toBeLessThan(1e-4 * parentLoss);
+    expect(Math.abs(fromPeft - parentLoss)).toBeLessThan(1e-4 * parentLoss);
     // The parent learned something: a fresh start is measurably elsewhere.
     expect(fresh - parentLoss).toBeGreaterThan(0.05);
   }, 240_000);
