@@ -4,7 +4,9 @@
  * replays a seeded share of the old ones (the share recomputed here from sha256 directly), and
  * --where keeps exactly the records whose metadata say so; the hash lists chain month to month.
  */
+import { execFile } from 'node:child_process';
 import { createHash } from 'node:crypto';
+import { promisify } from 'node:util';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -82,6 +84,19 @@ describe('prepare --since', () => {
     expect(takenIds(a.outDir)).toEqual([...expected, ...range(40, 50)]);
     expect(takenIds(b.outDir)).toEqual(takenIds(a.outDir));
     expect(a.counts).toMatchObject({ new: 10, replayed: expected.length, notNew: 40 - expected.length });
+  }, 120_000);
+});
+
+describe('mlx-qlora prepare --since', () => {
+  it('takes the new records and prints what it left out', async () => {
+    const earlier = await prepare(writeExport('cli1', range(0, 20)), 'cli1');
+    const out = join(root, 'cli2');
+    const cli = join(import.meta.dirname, '..', '..', 'lib', 'cli', 'main.ts');
+    const args = ['prepare', '--model', fx.modelDir, '--input', writeExport('cli2', range(0, 30)), '--out', out, '--since', join(earlier.outDir, 'manifest.json'), '--where', 'category=code', '--valid-fraction', '0', '--test-fraction', '0', '--no-near-dup', '--max-seq-length', '64', '--no-progress'];
+    const { stdout } = await promisify(execFile)(process.execPath, ['--import', 'tsx', cli, ...args]);
+    // Of 20..29 the code ones (21, 24, 27) are new; 0..19 has 7 code records, all left out as old.
+    expect(stdout).toMatch(/Selection: 3 new records, 7 already in .* left out, 0 earlier records replayed, 20 not matching --where category=code left out/);
+    expect(readSelection(out)).toMatchObject({ new: 3, notNew: 7, notMatchingWhere: 20 });
   }, 120_000);
 });
 
