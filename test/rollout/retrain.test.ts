@@ -25,6 +25,7 @@ import { tempDir } from '../helpers/temp-dir.js';
 
 const run = promisify(execFile);
 const CHILD = join(import.meta.dirname, 'retrain-child.ts');
+const CLI = join(import.meta.dirname, '..', '..', 'lib', 'cli', 'main.ts');
 const LORA = { rank: 4, alpha: 8, dropout: 0, targets: ['q_proj', 'v_proj'] as const };
 const TRAIN = {
   lora: { ...LORA, targets: [...LORA.targets] },
@@ -97,8 +98,12 @@ describe('mlx-qlora retrain', () => {
       );
       expect(killed?.signal, `killed in ${stage}: ${killed?.stderr ?? 'it finished instead'}`).toBe('SIGKILL');
     }
-    const { stdout } = await run(process.execPath, ['--import', 'tsx', CHILD, pipeline]);
-    expect(JSON.parse(stdout)).toEqual({ version: 'iceburg-demo-v2', ollama: { name: 'iceburg-demo-v2' } });
+    // The last run is the command a user types.
+    const { stdout } = await run(process.execPath, ['--import', 'tsx', CLI, 'retrain', '--config', pipeline]);
+    expect(stdout).toMatch(/^record: started$/m);
+    expect(stdout).toMatch(/^export: finished before, skipped$/m);
+    expect(stdout).toMatch(/version iceburg-demo-v2 \(parent iceburg-demo-v1, candidate\)/);
+    expect(stdout).toMatch(/^Ollama: iceburg-demo-v2$/m);
 
     const work = join(root, 'work-kill');
     const log = readFileSync(join(work, STAGE_LOG_FILE), 'utf8').trim().split('\n').map((l) => JSON.parse(l) as { stage: string; event: string });
