@@ -36,30 +36,25 @@ Array concat_rows(const std::vector<Array>& parts) {
 }
 
 /**
- * `x`, made to wait for `after`: MLX schedules a graph breadth-first, which would otherwise run
- * every chunk's head matmul before any chunk is reduced, holding all the logits at once.
+ * An evaluated copy of `a` with no graph behind it. Each chunk is evaluated and copied out before
+ * the next is built: MLX's CPU scheduler allocates outputs up to ten operations ahead of the
+ * computation, enough to hold every chunk's logits at once if the chunks shared one graph; and
+ * inside value_and_grad an evaluated array keeps its inputs (the logits) alive.
  */
-Array after(const mlx_array x, const Array& dependency) {
-  if (dependency.empty()) return mx::ref(x);
-  VectorArray in(mlx_vector_array_new_data(&x, 1));
-  mlx_array dep = dependency.get();
-  VectorArray deps(mlx_vector_array_new_data(&dep, 1));
-  VectorArray res(mlx_vector_array_new());
-  check(mlx_depends(res.out(), in.get(), deps.get()), "mlx_depends");
-  Array out;
-  check(mlx_vector_array_get(out.out(), res.get(), 0), "mlx_vector_array_get");
+Array detached(const mlx_array a) {
+  Array c = mx::contiguous(a);
+  mx::eval({c.get()});
+  auto shape = mx::shape_of(c.get());
+  Array out(mlx_array_new_data(mlx_array_data_uint8(c.get()), shape.data(), static_cast<int>(shape.size()), mx::dtype_of(c.get())));
+  if (out.empty()) check(1, "mlx_array_new_data");
   return out;
 }
 
-/**
- * The head as a dense [V, D] matrix for one pass (dequantized once, not before `dependency` is
- * computed), or empty: quantized_matmul per chunk.
- */
-Array pass_weight(const Head& hd, mlx_dtype dtype, const Array& dependency) {
+/** The head as a dense [V, D] matrix for one pass (dequantized once), or empty: quantized_matmul per chunk. */
+Array pass_weight(const Head& hd, mlx_dtype dtype) {
   if (hd.bits == 0) return mx::ref(hd.w.get());
   if (hd.kernel == LinearKernel::QuantizedMatmul) return Array();
-  Array w = after(hd.w.get(), dependency);
-  return mx::dequantize(w.get(), hd.scales.get(), hd.biases.get(), hd.group_size, hd.bits, dtype);
+  return mx::dequantize(hd.w.get(), hd.scales.get(), hd.biases.get(), hd.group_size, hd.bits, dtype);
 }
 
 /** float32 logits of rows x [c, D], as linear_base + astype would give them. */
@@ -117,12 +112,10 @@ struct ChunkedResult {
 ChunkedResult run_chunks(const Head& hd, const mlx_array h, const mlx_array targets, const mlx_array mask, bool gradient) {
   const int n = mx::dim(h, 0), d = mx::dim(h, 1);
   const mlx_dtype dtype = mx::dtype_of(h);
-  Array dense = pass_weight(hd, dtype, Array());
+  Array dense = pass_weight(hd, dtype);
   std::vector<Array> ces, grads;
-  Array previous;
   for (const Span& s : spans(n, hd.chunk)) {
-    Array rows = mx::slice(h, {s.start, 0}, {s.stop, d});
-    Array x = after(rows.get(), previous);
+    Array x = mx::slice(h, {s.start, 0}, {s.stop, d});
     Array z = chunk_logits(hd, dense, x.get());
     Array lse = mx::logsumexp_axis(z.get(), -1, false);
     Array t = mx::slice(targets, {s.start}, {s.stop});
@@ -135,12 +128,10 @@ ChunkedResult run_chunks(const Head& hd, const mlx_array h, const mlx_array targ
       Array dz = chunk_logit_grad(z.get(), lse.get(), t.get(), w.get());
       Array dz_c = mx::astype(dz.get(), dtype);
       Array dx = chunk_input_grad(hd, dense, dz_c.get());
-      previous = mx::ref(dx.get());
-      grads.push_back(std::move(dx));
-    } else {
-      previous = mx::ref(ce.get());
+      mx::eval({ce.get(), dx.get()});
+      grads.push_back(detached(dx.get()));
     }
-    ces.push_back(std::move(ce));
+    ces.push_back(detached(ce.get()));
   }
   Array ce_all = concat_rows(ces);
   Array masked = mx::multiply(ce_all.get(), mask);
@@ -197,7 +188,9 @@ void delete_head(void* p) { delete static_cast<Head*>(p); }
 }  // namespace
 
 int default_loss_chunk_tokens(int vocab) {
-  constexpr long long kChunkElements = 1LL << 23;  // 32 MiB of float32 logits
+  // 8 MiB of float32 logits: a chunk's graph holds about seven [tokens, vocab] buffers at its peak
+  // (logits, log-sum-exp temporaries, probabilities, their gradient), so ~60 MiB in all.
+  constexpr long long kChunkElements = 1LL << 21;
   return static_cast<int>(std::max(1LL, kChunkElements / std::max(1, vocab)));
 }
 

@@ -6,6 +6,7 @@
  * (`npm run bench -- profile`) makes the same comparison on the 60M reference model.
  */
 import { afterAll, describe, expect, it } from 'vitest';
+import { clearCache, memory, resetPeakMemory } from '../../lib/device.js';
 import type { NativeBatch, NativeModelConfig } from '../../lib/native.js';
 import { toTypedArray } from '../../lib/tensor.js';
 import { randomModel } from '../../bench/random-model.js';
@@ -81,7 +82,7 @@ describe('chunked LM head + cross-entropy', () => {
       models.push(model);
       await randomAdapters(model, 77);
       const whole = await step(model, 0);
-      // 96 tokens: chunks of 37 (37 + 37 + 22), of 1 and the automatic size (one chunk here).
+      // 96 tokens: chunks of 37 (37 + 37 + 22), of 1 and the automatic size (699 tokens: one chunk).
       for (const chunk of [37, 1, -1]) {
         const chunked = await step(model, chunk);
         expect(Math.abs(chunked.loss - whole.loss) / whole.loss).toBeLessThan(RTOL);
@@ -98,6 +99,34 @@ describe('chunked LM head + cross-entropy', () => {
       expect(whole.loss / supervised).toBeLessThan(Math.log(config.vocabSize) + 1.5);
     }, 120_000);
   }
+
+  it('holds one chunk of logits, not [tokens, vocab] of them and their gradient', async () => {
+    // 1024 tokens × 32000 vocabulary: 125 MiB of float32 logits, as much again for their gradient;
+    // a narrow one-layer model keeps everything else small.
+    const wide = { ...config, vocabSize: 32000, numLayers: 1 };
+    const model = profiling(
+      await randomModel(wide, { bits: 4, groupSize: 32, kernel: 'dequantize-matmul', lora: { rank: 4, alpha: 8, targets: 'all-linear' }, packedDirectly: false }),
+    );
+    models.push(model);
+    const big = packedBatch(2, 512, wide.vocabSize, 5, 100);
+    const logitsBytes = 1024 * wide.vocabSize * 4;
+    const peakRise = async (chunk: number): Promise<number> => {
+      await model.setLossChunkTokens(chunk);
+      await clearCache();
+      const held = (await memory()).active;
+      await resetPeakMemory();
+      const r = await model.lossAndGrads(big);
+      const peak = (await memory()).peak;
+      for (const g of Object.values(r.grads)) g.dispose();
+      return peak - held;
+    };
+    const whole = await peakRise(0);
+    const chunked = await peakRise(-1);
+    expect(whole).toBeGreaterThan(2 * logitsBytes);
+    // A chunk of 65 tokens and its temporaries (about seven [65, 32000] float32 buffers), the
+    // model's own activations: less than one whole set of logits (measured: 98 MB against 458 MB).
+    expect(chunked).toBeLessThan(logitsBytes);
+  }, 120_000);
 
   it('rejects a chunk size below -1', async () => {
     const model = models[0]!;
