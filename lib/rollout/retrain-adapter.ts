@@ -3,7 +3,7 @@
  * looked up in the registry, whose record says where that version's adapter lives.
  */
 import { existsSync } from 'node:fs';
-import { isAbsolute, resolve } from 'node:path';
+import { dirname, isAbsolute, resolve } from 'node:path';
 import { loadTrainConfig } from '../config/load-config.js';
 import type { TrainConfig } from '../config/train-config.js';
 import { openRegistry } from './registry.js';
@@ -21,8 +21,20 @@ export async function resolveInitAdapter(spec: string, registryRoot: string): Pr
   return dir;
 }
 
-/** The config file's training config, starting from the given adapter. */
-export async function configWithInitAdapter(configFile: string, spec: string, registryRoot: string): Promise<TrainConfig> {
+/**
+ * What `mlx-qlora train` runs: the config file as it is, or, when --init-adapter or the file's
+ * lora.init_adapter names an adapter, the config starting from that adapter's folder (a path in
+ * the file is relative to the file; a version name resolves through the registry).
+ */
+export async function trainConfigForCli(configFile: string, flag: string | undefined, registryRoot: string): Promise<TrainConfig | string> {
   const config = await loadTrainConfig(configFile);
-  return { ...config, lora: { ...config.lora, init_adapter: await resolveInitAdapter(spec, registryRoot) } };
+  const key = config.lora.init_adapter;
+  if (flag === undefined && key === undefined) return configFile;
+  let dir: string;
+  if (flag !== undefined) dir = await resolveInitAdapter(flag, registryRoot);
+  else {
+    const besideConfig = resolve(dirname(resolve(configFile)), key!);
+    dir = existsSync(besideConfig) ? besideConfig : await resolveInitAdapter(key!, registryRoot);
+  }
+  return { ...config, lora: { ...config.lora, init_adapter: dir } };
 }

@@ -4,7 +4,7 @@ import cliProgress from 'cli-progress';
 import { ConfigError } from '../../config/config-error.js';
 import type { DoneEvent, RunEvent, StartEvent } from '../../train/run-events.js';
 import { train } from '../../train/trainer.js';
-import { configWithInitAdapter } from '../../rollout/retrain-adapter.js';
+import { trainConfigForCli } from '../../rollout/retrain-adapter.js';
 
 interface TrainFlags {
   config: string;
@@ -71,8 +71,8 @@ export function register(program: Command): void {
     .requiredOption('--config <file>', 'training config (train.yaml)')
     .option('--resume', "continue from the run folder's latest checkpoint")
     .option('--json', 'print every event as a JSON line instead of a progress bar')
-    .option('--init-adapter <version|folder>', 'start from an earlier adapter (a folder, or a version name in --registry)')
-    .option('--registry <root>', 'version registry folder that --init-adapter names resolve in', '.')
+    .option('--init-adapter <version|folder>', 'start from an earlier adapter (a folder, or a version name in --registry); overrides lora.init_adapter')
+    .option('--registry <root>', 'version registry folder that version names (--init-adapter, lora.init_adapter) resolve in', '.')
     .action(async (flags: TrainFlags) => {
       const controller = new AbortController();
       const bar = flags.json
@@ -104,7 +104,7 @@ export function register(program: Command): void {
         process.stderr.write(`${line}\n`);
       };
       try {
-        const config = flags.initAdapter ? await configWithInitAdapter(flags.config, flags.initAdapter, flags.registry) : flags.config;
+        const config = await trainConfigForCli(flags.config, flags.initAdapter, flags.registry);
         const run = train(config, { signal: controller.signal, resume: flags.resume ?? false });
         let total = 0;
         let payload = { loss: '-', tps: '-', mem: '-', eta: '?' };
