@@ -160,9 +160,38 @@ describe('mlx-qlora retrain', () => {
     expect(fake.requestsTo('POST', '/api/create').length).toBe(creates);
   }, 300_000);
 
+  it('reads the README example pipeline', async () => {
+    const file = join(root, 'readme-pipeline.yaml');
+    writeFileSync(file, README_PIPELINE);
+    const c = await loadPipelineConfig(file);
+    expect(c).toMatchObject({ name: 'iceburg-dolphin-mistral', registry: join(root, 'models'), work: join(root, 'retrain', '2026-12') });
+    expect(c.data).toMatchObject({ inputs: [join(root, 'exports')], replay: 0.1, where: [] });
+    expect(c.export).toEqual({ gguf: ['adapter', 'q4_k_m'], ollama: 'adapter' });
+    expect(c.gate).toEqual({ max_loss_increase: 0, min_exact_match_delta: 0 });
+  });
+
   it('names the file, line and key of each config problem', async () => {
     const file = join(root, 'bad.yaml');
     writeFileSync(file, ['name: iceburg-demo', 'registry: r', 'work: w', 'data:', '  inputs: [a.jsonl]', 'train:', '  lora:', '    rnk: 8', 'eval:', '  data: e.jsonl', 'gate:', '  max_loss_increase: high', ''].join('\n'));
     await expect(loadPipelineConfig(file)).rejects.toThrow(/bad\.yaml:8: train\.lora\.rnk: .*[\s\S]*bad\.yaml:12: gate\.max_loss_increase: expected a number/);
   });
 });
+
+/** The pipeline.yaml the README shows. */
+const README_PIPELINE = `name: iceburg-dolphin-mistral      # versions are NAME-v1, NAME-v2, … (in Ollama too)
+registry: ./models                  # versions.json: the current version is the parent
+work: ./retrain/2026-12             # this month's state file and every stage's outputs
+data:
+  inputs: [./exports]               # the cumulative ICEBURG export
+  replay: 0.1                       # share of earlier records trained again
+  max_seq_length: 2048
+train:                              # the training config's sections (lora must match the parent)
+  lora: { rank: 64, alpha: 128, targets: all-linear }
+  training: { max_steps: 500, learning_rate: 1.0e-4 }
+eval:
+  data: ./eval/held-out.jsonl       # fixed: every month is compared on the same items
+export:
+  gguf: [adapter, q4_k_m]
+  ollama: adapter                   # registered as NAME-vN only when the gate passes
+gate: { max_loss_increase: 0.0, min_exact_match_delta: 0.0 }
+`;
