@@ -38,9 +38,9 @@ interface Step {
   grads: Map<string, Float32Array>;
 }
 
-async function step(model: ProfilingModel, chunk: number): Promise<Step> {
+async function step(model: ProfilingModel, chunk: number, checkpoint = false): Promise<Step> {
   await model.setLossChunkTokens(chunk);
-  const r = await model.lossAndGrads(batch);
+  const r = await model.lossAndGrads(batch, { checkpoint });
   const grads = new Map<string, Float32Array>();
   for (const [name, g] of Object.entries(r.grads)) {
     grads.set(name, (await toTypedArray(g)) as Float32Array);
@@ -83,14 +83,15 @@ describe('chunked LM head + cross-entropy', () => {
       await randomAdapters(model, 77);
       const whole = await step(model, 0);
       // 96 tokens: chunks of 37 (37 + 37 + 22), of 1 and the automatic size (699 tokens: one chunk).
-      for (const chunk of [37, 1, -1]) {
-        const chunked = await step(model, chunk);
+      // With gradient checkpointing too (blocks recomputed in the backward pass).
+      for (const [chunk, checkpoint] of [[37, false], [1, false], [-1, false], [37, true]] as const) {
+        const chunked = await step(model, chunk, checkpoint);
         expect(Math.abs(chunked.loss - whole.loss) / whole.loss).toBeLessThan(RTOL);
         expect(Math.abs(chunked.evalLoss - whole.evalLoss) / whole.evalLoss).toBeLessThan(RTOL);
         expect([...chunked.grads.keys()]).toEqual([...whole.grads.keys()]);
         for (const [name, g] of whole.grads) {
           expect(maxAbs(g), name).toBeGreaterThan(0);
-          expect(relativeError(chunked.grads.get(name)!, g), `${name}, chunk ${chunk}`).toBeLessThan(RTOL);
+          expect(relativeError(chunked.grads.get(name)!, g), `${name}, chunk ${chunk}, checkpoint ${checkpoint}`).toBeLessThan(RTOL);
         }
       }
       // The loss is a real cross-entropy over the supervised tokens: near ln(vocab) at random init.
