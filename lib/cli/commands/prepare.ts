@@ -2,7 +2,7 @@
 import { readFileSync } from 'node:fs';
 import { Command, InvalidArgumentError, Option } from 'commander';
 import cliProgress from 'cli-progress';
-import { prepareDataset } from '../../data/prepare.js';
+import { prepareDataset, type PrepareOptionsInput, type PrepareProgress } from '../../data/prepare.js';
 import { formatReport } from '../../data/report.js';
 import { type RecordFormat } from '../../data/record.js';
 import { EMIT_FORMATS, type EmitFormat } from '../../data/emit.js';
@@ -83,6 +83,56 @@ interface PrepareFlags {
   where: string[];
 }
 
+/** The prepare options the flags give. */
+function prepareOptionsOf(flags: PrepareFlags): PrepareOptionsInput {
+  return {
+          model: flags.model,
+          inputs: flags.input,
+          outDir: flags.out,
+          ...(flags.template ? { template: flags.template } : {}),
+          ...splitFormatSpecs(flags.format),
+          ...(flags.mapping ? { mapping: flags.mapping } : {}),
+          ...(flags.ollamaModels ? { ollamaModelsDir: flags.ollamaModels } : {}),
+          ...(flags.minQuality !== undefined ? { minQuality: flags.minQuality } : {}),
+          reasoning: flags.reasoning,
+          keepUnscored: flags.keepUnscored,
+          minMessages: flags.minMessages,
+          dedupe: flags.dedupe,
+          nearDuplicateThreshold: flags.nearDup === false ? null : flags.nearDup,
+          split: { valid: flags.validFraction, test: flags.testFraction },
+          maxSeqLength: flags.maxSeqLength,
+          overlong: flags.overlong,
+          trainOn: flags.trainOn,
+          strict: flags.strict,
+          emit: flags.emit,
+          selection: { ...(flags.since ? { since: flags.since } : {}), replay: flags.replay, replaySeed: flags.replaySeed, where: flags.where },
+        };
+}
+
+/** A progress bar on a terminal (MB read, records); nothing when not a TTY or with --no-progress. */
+function progressBar(enabled: boolean): { update: (p: PrepareProgress) => void; stop: () => void } {
+  const bar =
+    enabled && process.stderr.isTTY
+      ? new cliProgress.SingleBar(
+          { stream: process.stderr, format: 'prepare |{bar}| {percentage}% {value}/{total} MB | {records} records | {eta_formatted}', hideCursor: true },
+          cliProgress.Presets.shades_classic,
+        )
+      : undefined;
+  let started = false;
+  return {
+    update: (p) => {
+      if (!bar) return;
+      const mb = Math.round(p.bytesRead / 1e5) / 10;
+      if (!started) {
+        bar.start(Math.max(0.1, Math.round(p.totalBytes / 1e5) / 10), 0, { records: 0 });
+        started = true;
+      }
+      bar.update(mb, { records: p.records });
+    },
+    stop: () => bar?.stop(),
+  };
+}
+
 export function register(program: Command): void {
   program
     .command('prepare')
@@ -119,49 +169,8 @@ export function register(program: Command): void {
     .option('--replay-seed <n>', 'which earlier records --replay takes', integerArg(0), 0)
     .option('--where <field=value...>', 'only records whose field (dotted path; top level, then metadata) equals value; several: all must hold', (v: string, p: string[] = []) => [...p, v], [])
     .action(async (flags: PrepareFlags) => {
-      const bar =
-        flags.progress && process.stderr.isTTY
-          ? new cliProgress.SingleBar(
-              { stream: process.stderr, format: 'prepare |{bar}| {percentage}% {value}/{total} MB | {records} records | {eta_formatted}', hideCursor: true },
-              cliProgress.Presets.shades_classic,
-            )
-          : undefined;
-      let started = false;
-      const { report } = await prepareDataset(
-        {
-          model: flags.model,
-          inputs: flags.input,
-          outDir: flags.out,
-          ...(flags.template ? { template: flags.template } : {}),
-          ...splitFormatSpecs(flags.format),
-          ...(flags.mapping ? { mapping: flags.mapping } : {}),
-          ...(flags.ollamaModels ? { ollamaModelsDir: flags.ollamaModels } : {}),
-          ...(flags.minQuality !== undefined ? { minQuality: flags.minQuality } : {}),
-          reasoning: flags.reasoning,
-          keepUnscored: flags.keepUnscored,
-          minMessages: flags.minMessages,
-          dedupe: flags.dedupe,
-          nearDuplicateThreshold: flags.nearDup === false ? null : flags.nearDup,
-          split: { valid: flags.validFraction, test: flags.testFraction },
-          maxSeqLength: flags.maxSeqLength,
-          overlong: flags.overlong,
-          trainOn: flags.trainOn,
-          strict: flags.strict,
-          emit: flags.emit,
-          selection: { ...(flags.since ? { since: flags.since } : {}), replay: flags.replay, replaySeed: flags.replaySeed, where: flags.where },
-        },
-        {
-          onProgress: (p) => {
-            if (!bar) return;
-            const mb = Math.round(p.bytesRead / 1e5) / 10;
-            if (!started) {
-              bar.start(Math.max(0.1, Math.round(p.totalBytes / 1e5) / 10), 0, { records: 0 });
-              started = true;
-            }
-            bar.update(mb, { records: p.records });
-          },
-        },
-      ).finally(() => bar?.stop());
+      const progress = progressBar(flags.progress);
+      const { report } = await prepareDataset(prepareOptionsOf(flags), { onProgress: progress.update }).finally(progress.stop);
       process.stdout.write(`${formatReport(report)}\n${formatSelection(readSelection(flags.out))}\nWrote ${flags.out}/manifest.json and report.json\n`);
     });
 }
