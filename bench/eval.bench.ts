@@ -2,7 +2,8 @@
  * Generation speed of the evaluation path: greedy tokens/s of the reference model (hidden 512,
  * 8 layers, vocab 32000) from one F32 GGUF, by our generator (one prompt at a time) and by
  * llama.cpp (node-llama-cpp's prebuilt CPU binary) in the same process at the same thread count.
- * Options: --prompts N (default 2), --new-tokens N (default 48), --prompt-tokens N (default 32).
+ * Options: --prompts N (default 2), --new-tokens N (default 48), --prompt-tokens N (default 32),
+ * --threads N (llama.cpp's threads; default the machine's cores, which MLX's CPU backend also uses).
  */
 import { availableParallelism } from 'node:os';
 import { generate } from '../lib/model/generate.js';
@@ -39,7 +40,7 @@ export default async function bench(): Promise<BenchTable> {
   const count = option('prompts', 2);
   const newTokens = option('new-tokens', 48);
   const promptTokens = option('prompt-tokens', 32);
-  const threads = availableParallelism();
+  const threads = option('threads', availableParallelism());
   const tiny = await makeTinyModel({ layers: 8, hidden: 512, heads: 8, kvHeads: 2, intermediate: 1536, vocab: 32000, seed: 11, ggufType: 'F32', contextLength: 1024 });
   try {
     const all = prompts(count, promptTokens, 32000);
