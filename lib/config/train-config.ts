@@ -6,9 +6,10 @@ const OVERLONG_POLICIES = ['truncate', 'drop'] as const;
 const DEFAULT_OVERLONG: (typeof OVERLONG_POLICIES)[number] = 'truncate';
 
 /**
- * The training-run config contract (issue 5). Key names are public API: users and their scripts
- * write them, so they are never renamed, and unknown keys are errors so a typo cannot silently
- * fall back to a default. Defaults are the roadmap's.
+ * The training-run config contract. Key names are public API: users and their scripts write
+ * them, so they are never renamed, and unknown keys are errors so a typo cannot silently fall
+ * back to a default. Defaults are a QLoRA recipe that fits a 7B chat model on one machine
+ * (r 64, α 128 on attention, 2e-4 cosine after 100 warm-up steps, effective batch 16).
  *
  * Paths in here are as written; `load-config.ts` resolves them against the config file's folder.
  */

@@ -34,7 +34,7 @@ export interface BuiltModelfile {
   parameters: ModelfileParameters;
 }
 
-/** The roadmap's sampling defaults. */
+/** Sampling for a tuned chat model: a little variety (0.7), the unlikely tail cut (nucleus 0.9). */
 export const DEFAULT_SAMPLING: Readonly<ModelfileParameters> = { temperature: 0.7, top_p: 0.9 };
 
 export function buildModelfile(o: ModelfileOptions): BuiltModelfile {

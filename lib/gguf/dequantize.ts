@@ -1,6 +1,6 @@
 import { resolveGgmlType, type GgmlTypeName } from './ggml-type.js';
 import { Q2_K, Q3_K, Q4_K, Q5_K, Q6_K } from './dequantize-k.js';
-import { Q4_0, Q4_1, Q5_0, Q5_1, Q8_0 } from './dequantize-q32.js';
+import { Q4_0, Q4_1, Q5_0, Q5_1, Q8_0 } from './dequantize-legacy.js';
 import { BF16, F16, F32 } from './dequantize-scalar.js';
 
 /**

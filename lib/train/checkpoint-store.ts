@@ -9,6 +9,7 @@ import {
   TRAINER_STATE_FORMAT,
   trainerStateInputSchema,
   trainerStateSchema,
+  withCurrentFieldNames,
   type TrainerState,
   type TrainerStateInput,
 } from './trainer-state.js';
@@ -268,6 +269,7 @@ export class CheckpointStore {
     } catch (error) {
       throw new InvalidCheckpointError(name, `${TRAINER_STATE_FILE} is not valid JSON (${(error as Error).message})`);
     }
+    json = withCurrentFieldNames(json);
     const result = trainerStateSchema.safeParse(json);
     if (!result.success) {
       const [first] = problemsFromIssues(result.error.issues, json);

@@ -17,8 +17,12 @@ export const trainerStateInputSchema = z.strictObject({
   epoch: z.int().min(0),
   /** Opaque position of the data iterator, as it reported it. */
   data_cursor: z.json(),
-  /** Opaque random-generator state (dropout, shuffling). */
-  rng_state: z.json(),
+  /**
+   * How dropout masks are keyed. They are a pure function of the seed and the position (step,
+   * micro-batch), and shuffling of the seed and epoch, so there is no generator state to restore:
+   * this records the scheme, for people and for a later scheme to refuse an old checkpoint.
+   */
+  dropout_keys: z.json(),
   /** The schedule this run follows, so a resume can check it computes the same rates. */
   schedule: z.strictObject({
     total_steps: z.int().min(1),
@@ -48,3 +52,10 @@ export const trainerStateSchema = trainerStateInputSchema.extend({
 
 export type TrainerStateInput = z.input<typeof trainerStateInputSchema>;
 export type TrainerState = z.output<typeof trainerStateSchema>;
+
+/** Checkpoints written before the field got its name called it `rng_state`. */
+export function withCurrentFieldNames(json: unknown): unknown {
+  if (json === null || typeof json !== 'object' || Array.isArray(json) || !('rng_state' in json) || 'dropout_keys' in json) return json;
+  const { rng_state: dropoutKeys, ...rest } = json as Record<string, unknown>;
+  return { ...rest, dropout_keys: dropoutKeys };
+}

@@ -347,7 +347,7 @@ class Run {
         step: p.step,
         epoch: p.epoch,
         data_cursor: s.batches.cursor,
-        rng_state: { seed: t.seed, scheme: 'sha256(seed:step:micro)' },
+        dropout_keys: { seed: t.seed, scheme: 'sha256(seed:step:micro)' },
         schedule: { total_steps: s.totalSteps, learning_rate: p.lr },
         best: s.tracker.best,
         // Retention keeps the checkpoint with the lowest of these: the best one.

@@ -32,7 +32,7 @@ function errorOf(input: unknown): ConfigError {
 }
 
 describe('train config defaults', () => {
-  it('fills the roadmap defaults', () => {
+  it('fills the documented defaults', () => {
     const config = parseTrainConfig(minimal, { baseDir });
     expect(config.lora).toEqual({
       rank: 64,

@@ -7,7 +7,7 @@ import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { gzipSync } from 'node:zlib';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { highlightRecord } from '../../lib/cli/commands/inspect.js';
+import { highlightRecord } from '../../lib/data/highlight.js';
 import { readManifest } from '../../lib/data/manifest.js';
 import { openPreparedDataset } from '../../lib/data/prepared-dataset.js';
 import { prepareDataset, type PrepareResult } from '../../lib/data/prepare.js';

@@ -32,7 +32,7 @@ async function saveCheckpoint(store: CheckpointStore, step: number, evalLoss: nu
       step,
       epoch: 0,
       data_cursor: { offset: step },
-      rng_state: [step],
+      dropout_keys: [step],
       schedule: { total_steps: 10, learning_rate: 1e-3 },
       best: null,
       eval_loss: evalLoss,

@@ -16,7 +16,7 @@ function stateAt(step: number, evalLoss: number | null = null): TrainerStateInpu
     step,
     epoch: Math.floor(step / 50),
     data_cursor: { file: 0, offset: step * 10, order: [2, 0, 1] },
-    rng_state: { seed: 42, counter: step },
+    dropout_keys: { seed: 42, counter: step },
     schedule: { total_steps: 1000, learning_rate: 1e-4 },
     best: evalLoss === null ? null : { metric: evalLoss, step },
     eval_loss: evalLoss,
@@ -192,6 +192,15 @@ describe('loading validates and falls back', () => {
     expect(skipped[0]?.reason).toMatch(typeof reason === 'string' ? new RegExp(`^${reason.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}$`) : reason);
     const listing = await store.list();
     expect(listing.checkpoints.map((c) => c.step)).toEqual([10, 20]);
+  });
+
+  it('reads a checkpoint written when dropout_keys was called rng_state', async () => {
+    const store = await threeCheckpoints();
+    const { dropout_keys: keys, ...state } = JSON.parse(await readFile(step30('trainer-state.json'), 'utf8')) as Record<string, unknown>;
+    await writeFile(step30('trainer-state.json'), JSON.stringify({ ...state, rng_state: keys }));
+    const { checkpoint, skipped } = await store.loadLatest();
+    expect(skipped).toEqual([]);
+    expect(checkpoint?.state.dropout_keys).toEqual({ seed: 42, counter: 30 });
   });
 
   it('skips a folder that lacks a file the store requires', async () => {

@@ -41,7 +41,7 @@ describe('learningRateAt', () => {
     for (const k of [4, 5, 13, 14, 500]) expect(learningRateAt(k, params('constant'))).toBe(1);
   });
 
-  it('matches the roadmap defaults (2e-4, 100 warmup, cosine to 0) over 1000 updates', () => {
+  it('matches the default schedule (2e-4, 100 warmup, cosine to 0) over 1000 updates', () => {
     const defaults: LrScheduleParams = { learning_rate: 2e-4, min_lr: 0, warmup_steps: 100, schedule: 'cosine', total_steps: 1000 };
     expect(learningRateAt(0, defaults)).toBeCloseTo(2e-6, 15);
     expect(learningRateAt(49, defaults)).toBeCloseTo(1e-4, 15);

@@ -5,23 +5,7 @@ import { PreparedDataset } from '../../data/prepared-dataset.js';
 import { mulberry32 } from '../../data/rng.js';
 import { SPLITS, type SplitName } from '../../data/split.js';
 import { loadModelTokenizer } from '../../tokenizer/load-tokenizer.js';
-import type { TextTokenizer } from '../../tokenizer/text-tokenizer.js';
-
-const TRAINED_ON = '\u001b[1;32m';
-const RESET = '\u001b[0m';
-
-/** Rendered text of a record with trained runs wrapped in ANSI green, or ⟦…⟧ without color. */
-export function highlightRecord(tokenizer: TextTokenizer, tokens: Int32Array, mask: Uint8Array, color: boolean): string {
-  let out = '';
-  let start = 0;
-  for (let i = 1; i <= tokens.length; i++) {
-    if (i < tokens.length && mask[i] === mask[start]) continue;
-    const text = tokenizer.surfaceText(tokens, start, i);
-    out += mask[start] ? (color ? `${TRAINED_ON}${text}${RESET}` : `⟦${text}⟧`) : text;
-    start = i;
-  }
-  return out;
-}
+import { highlightRecord } from '../../data/highlight.js';
 
 function count(value: string): number {
   const n = Number(value);
