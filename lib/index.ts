@@ -29,3 +29,8 @@ export { startRolloutProxy, type RolloutProxy, type RolloutProxyOptions } from '
 export { openRegistry, RegistryError, type VersionRegistry, type ModelVersion } from './rollout/registry.js';
 export { runDemo, type DemoOptions, type DemoResult } from './demo/demo.js';
 export { defaultBaseQuantization, recordedBaseQuantization, ggufStoredQuantization, type BaseQuantization } from './model/load-model.js';
+export { runRetrain, nextVersionName, type RetrainOptions, type RetrainResult } from './rollout/retrain.js';
+export { loadPipelineConfig, parsePipelineConfig, type PipelineConfig, type PipelineConfigInput } from './rollout/pipeline-config.js';
+export { RETRAIN_STAGES, type RetrainStage } from './rollout/retrain-state.js';
+export { CONTENT_HASHES_FILE, type RecordSelectionInput, type SelectionCounts } from './data/since-filter.js';
+export { resolveInitAdapter } from './rollout/retrain-adapter.js';

@@ -177,21 +177,7 @@ describe('mlx-qlora retrain', () => {
   });
 });
 
-/** The pipeline.yaml the README shows. */
-const README_PIPELINE = `name: iceburg-dolphin-mistral      # versions are NAME-v1, NAME-v2, … (in Ollama too)
-registry: ./models                  # versions.json: the current version is the parent
-work: ./retrain/2026-12             # this month's state file and every stage's outputs
-data:
-  inputs: [./exports]               # the cumulative ICEBURG export
-  replay: 0.1                       # share of earlier records trained again
-  max_seq_length: 2048
-train:                              # the training config's sections (lora must match the parent)
-  lora: { rank: 64, alpha: 128, targets: all-linear }
-  training: { max_steps: 500, learning_rate: 1.0e-4 }
-eval:
-  data: ./eval/held-out.jsonl       # fixed: every month is compared on the same items
-export:
-  gguf: [adapter, q4_k_m]
-  ollama: adapter                   # registered as NAME-vN only when the gate passes
-gate: { max_loss_increase: 0.0, min_exact_match_delta: 0.0 }
-`;
+/** The pipeline.yaml the README shows, read from the README so the two cannot drift apart. */
+const README_PIPELINE = [...readFileSync(join(import.meta.dirname, '..', '..', 'README.md'), 'utf8').matchAll(/```yaml\n([\s\S]*?)```/g)]
+  .map((m) => m[1]!)
+  .find((block) => block.includes('registry:') && block.includes('gate:'))!;

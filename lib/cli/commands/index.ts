@@ -16,3 +16,4 @@ commands.push((await import('./models.js')).register);
 commands.push((await import('./report.js')).register);
 commands.push((await import('./eval.js')).register);
 commands.push((await import('./demo.js')).register);
+commands.push((await import('./retrain.js')).register);
