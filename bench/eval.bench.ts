@@ -65,6 +65,7 @@ export default async function bench(): Promise<BenchTable> {
         `${count} prompts of ${promptTokens} tokens, ${newTokens} new tokens each, prompts' prefill included; llama.cpp on ${threads} threads (F32 KV cache), MLX on its CPU backend.`,
         `Greedy continuations equal to llama.cpp's: ${agree} of ${count} prompts.`,
         'Batched generation (several prompts in one cache) is not built: prompts run one at a time.',
+        "llama.cpp's worker threads spin while waiting: on a machine whose cores are busy with other work its rate with 2 threads drops far below its rate with 1 (compare --threads 1).",
       ],
     };
   } finally {
