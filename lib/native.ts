@@ -145,6 +145,17 @@ export interface NativeModel {
     maxGradNorm?: number;
   }): Promise<{ gradNorm: number; lossSum: number; tokens: number; skipped: boolean; step: number }>;
   clearGradients(): Promise<void>;
+  /** One step's forward pass evaluated phase by phase, then its backward pass; then the same step whole. */
+  profileStep(batch: NativeBatch): Promise<{
+    loss: number;
+    tokens: number;
+    wholeStepSeconds: number;
+    wholeStepPeakBytes: number;
+    peakBytes: number;
+    phases: { name: string; calls: number; seconds: number; retainedBytes: number; transientBytes: number }[];
+  }>;
+  /** Tokens per LM-head + cross-entropy chunk: 0 computes all logits at once, -1 (default) picks from the vocabulary. */
+  setLossChunkTokens(tokens: number): Promise<void>;
   /** AdamW moments as m.<name> / v.<name>, and the update count. */
   optimizerState(): Promise<{ step: number; tensors: Record<string, NativeTensor> }>;
   setOptimizerState(tensors: Record<string, NativeTensor>, step: number): Promise<void>;
