@@ -92,7 +92,9 @@ function rotate(path: string, maxBytes: number): void {
     return;
   }
   try {
-    if (maxBytes > 0 && statSync(path).size >= maxBytes) {
+    // Another writer may have rotated it just before we took the lock: then there is nothing to move.
+    const size = statSync(path, { throwIfNoEntry: false })?.size ?? 0;
+    if (maxBytes > 0 && size >= maxBytes) {
       const ext = extname(path) || '.jsonl';
       const stamp = new Date().toISOString().replace(/[-:]/g, '').replace('.', '');
       // link(2) refuses to replace an existing name, so an earlier rotated file is never overwritten.
