@@ -14,7 +14,7 @@ export { train, type RunHandle, type TrainOptions } from './train/trainer.js';
 export { loadTrainConfig, parseTrainConfig } from './config/load-config.js';
 export type { TrainConfig, TrainConfigInput } from './config/train-config.js';
 export type { RunEvent } from './train/run-events.js';
-export { datasetLoss } from './eval/dataset-loss.js';
+export { datasetLoss } from './train/dataset-loss.js';
 export * from './export/index.js';
 export { detectAdapterFormat, readAdapter, readAdapterTensors, adapterForBase } from './model/adapter.js';
 export { summarizeModel, parameterCount, type ModelSummary } from './model/model-summary.js';

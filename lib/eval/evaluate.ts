@@ -13,8 +13,7 @@ import type { Rejection } from '../data/errors.js';
 import type { NativeModel } from '../native.js';
 import { generate } from '../model/generate.js';
 import { architectureOfModel } from '../model/architecture-of.js';
-import { loadModel, type BaseQuantization } from '../model/load-model.js';
-import { readAdapterConfig } from '../model/adapter-config.js';
+import { loadModel, recordedBaseQuantization, type BaseQuantization } from '../model/load-model.js';
 import { ADAPTER_DIR } from '../train/run-folder.js';
 import { loadModelTokenizer } from '../tokenizer/load-tokenizer.js';
 import { ArmSwitcher, readArmAdapters, sharedLoraSettings, type ArmAdapter } from './adapter-arms.js';
@@ -85,13 +84,12 @@ async function resolveAdapter(path: string): Promise<{ adapter: string; run: str
 }
 
 /** What the adapters record they were trained on; they must agree (a caller's choice overrides). */
+/** The base the adapters record they were trained on (the loader's rule); one base for all arms. */
 async function baseQuantizationOf(adapterDirs: readonly string[]): Promise<BaseQuantization | undefined> {
   const seen = new Map<string, BaseQuantization>();
   for (const dir of adapterDirs) {
-    const recorded = await readAdapterConfig(dir).then((c) => c.base_model, () => undefined);
-    if (!recorded) continue;
-    const q: BaseQuantization = recorded.quantization ? { bits: recorded.quantization.bits, groupSize: recorded.quantization.group_size } : 'none';
-    seen.set(JSON.stringify(q), q);
+    const q = await recordedBaseQuantization(dir).catch(() => undefined);
+    if (q !== undefined) seen.set(JSON.stringify(q), q);
   }
   if (seen.size > 1) throw new Error(`the adapters were trained on differently quantized bases (${[...seen.keys()].join(' vs ')}): give one quantization (--bits) for all`);
   return [...seen.values()][0];

@@ -7,7 +7,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { TrainConfigInput } from '../../lib/config/train-config.js';
 import { openPreparedDataset } from '../../lib/data/prepared-dataset.js';
-import { datasetLoss } from '../../lib/eval/dataset-loss.js';
+import { datasetLoss } from '../../lib/train/dataset-loss.js';
 import { loadModel } from '../../lib/model/load-model.js';
 import type { RunEvent, StepEvent } from '../../lib/train/run-events.js';
 import { train } from '../../lib/train/trainer.js';

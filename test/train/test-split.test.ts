@@ -8,7 +8,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { TrainConfigInput } from '../../lib/config/train-config.js';
 import { prepareDataset } from '../../lib/data/prepare.js';
 import { openPreparedDataset } from '../../lib/data/prepared-dataset.js';
-import { datasetLoss } from '../../lib/eval/dataset-loss.js';
+import { datasetLoss } from '../../lib/train/dataset-loss.js';
 import { loadModel } from '../../lib/model/load-model.js';
 import { readMetricsLog } from '../../lib/train/metrics-log.js';
 import type { DoneEvent } from '../../lib/train/run-events.js';

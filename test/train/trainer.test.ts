@@ -9,7 +9,7 @@ import { readManifest } from '../../lib/data/manifest.js';
 import { prepareDataset } from '../../lib/data/prepare.js';
 import { openPreparedDataset } from '../../lib/data/prepared-dataset.js';
 import { memory } from '../../lib/device.js';
-import { datasetLoss } from '../../lib/eval/dataset-loss.js';
+import { datasetLoss } from '../../lib/train/dataset-loss.js';
 import { loadModel } from '../../lib/model/load-model.js';
 import { readMetricsLog } from '../../lib/train/metrics-log.js';
 import type { CheckpointEvent, EvalEvent, RunEvent, StepEvent } from '../../lib/train/run-events.js';
