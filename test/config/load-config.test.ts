@@ -82,7 +82,7 @@ describe('loadTrainConfig from files', () => {
     expect(error.message).toBe(
       [
         'invalid training config (3 problems):',
-        `  ${file}:6: lora.rnak: unknown key; did you mean "rank"? (allowed: rank, alpha, dropout, targets, layers, rslora)`,
+        `  ${file}:6: lora.rnak: unknown key; did you mean "rank"? (allowed: rank, alpha, dropout, targets, layers, rslora, init_adapter)`,
         `  ${file}:14: training.schedule: expected one of cosine | linear | constant, got "cosin"`,
         `  ${file}:17: training.lerning_rate: unknown key; did you mean "learning_rate"? (allowed: learning_rate, batch_size, grad_accumulation, epochs, max_steps, warmup_steps, schedule, min_lr, weight_decay, max_grad_norm, seed, grad_checkpointing, compute_dtype, max_nonfinite_steps)`,
       ].join('\n'),
