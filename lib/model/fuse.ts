@@ -11,6 +11,7 @@ import { astype, disposeAll, tensor, toTypedArray, type DType, type Tensor } fro
 import { BUILTIN_TEMPLATES, builtinForOllamaTemplate } from '../tokenizer/builtin-templates.js';
 import { tokenizerFromGguf } from '../tokenizer/gguf-vocab.js';
 import { replaceFolderAtomically } from '../io/atomic-folder.js';
+import { hfRowOfGgufRow } from '../gguf/tensor-names.js';
 import type { Architecture } from './architecture.js';
 import type { LoadedModel } from './load-model.js';
 
@@ -35,22 +36,6 @@ const TOKENIZER_FILES = ['tokenizer.json', 'tokenizer_config.json', 'special_tok
 
 const BYTES_PER: Record<NonNullable<FuseOptions['dtype']>, number> = { float16: 2, bfloat16: 2, float32: 4 };
 
-/**
- * llama.cpp's converter reorders Q/K rows of each head from HF's split halves to interleaved
- * pairs (GGUF row 2i+j holds HF row j·d/2+i); a GGUF-loaded model keeps that order, so its fused
- * q/k weights are put back in HF order here.
- */
-export function hfRowOfGgufRow(rows: number, heads: number): Int32Array {
-  const headDim = rows / heads;
-  const half = headDim / 2;
-  const map = new Int32Array(rows);
-  for (let h = 0; h < heads; h++) {
-    for (let i = 0; i < half; i++) {
-      for (let j = 0; j < 2; j++) map[h * headDim + 2 * i + j] = h * headDim + j * half + i;
-    }
-  }
-  return map;
-}
 
 /** Rows of a q/k weight ([rows, cols]) or bias ([rows]) from GGUF order to HF order. */
 async function unpermuteRows(t: Tensor, heads: number, dtype: DType): Promise<Tensor> {

@@ -3,6 +3,7 @@
  * pairs): GGUF row h·hd + 2i + j holds HF row h·hd + j·hd/2 + i (gguf_ollama.md §3.2). A LoRA B
  * has the projection's outputs as its columns in mlx orientation (r, out), so only B moves.
  */
+import { hfRowOfGgufRow } from '../gguf/tensor-names.js';
 import type { QkRowOrder } from './adapter-config.js';
 import type { Architecture } from './architecture.js';
 
@@ -18,19 +19,6 @@ export function ggufFileRowOrder(base: Pick<Architecture, 'family'>): QkRowOrder
   return base.family === 'qwen2' ? 'hf' : 'gguf';
 }
 
-/** For each GGUF-order row, the HF-order row it holds. */
-export function hfRowOfGgufRow(rows: number, heads: number): Int32Array {
-  if (rows % heads !== 0 || (rows / heads) % 2 !== 0) throw new Error(`q/k rows ${rows} do not split into ${heads} heads of even size`);
-  const headDim = rows / heads;
-  const half = headDim / 2;
-  const map = new Int32Array(rows);
-  for (let h = 0; h < heads; h++) {
-    for (let i = 0; i < half; i++) {
-      for (let j = 0; j < 2; j++) map[h * headDim + 2 * i + j] = h * headDim + j * half + i;
-    }
-  }
-  return map;
-}
 
 /**
  * The columns of a row-major (rows, cols) matrix whose columns are q/k outputs of `heads` heads,
