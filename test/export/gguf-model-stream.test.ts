@@ -173,7 +173,10 @@ describe('streaming', () => {
       },
     });
     const { peak } = await native().memory();
-    const growth = Math.max(...kept) - Math.min(...kept);
+    // The first sample can still count buffers from before the export whose native finalizers
+    // had not run yet (they run after the GC, not in it); from the second tensor on it is steady.
+    const settled = kept.slice(1);
+    const growth = Math.max(...settled) - Math.min(...settled);
     console.log(`peak MLX memory ${peak} B; JS buffers vary by ${growth} B across tensors; largest tensor ${largest} B; model ${total} B`);
     expect(total).toBeGreaterThan(15 * largest);
     expect(peak).toBeLessThan(3 * largest);
