@@ -9,7 +9,7 @@
 import { device, memory, resetPeakMemory, clearCache } from '../lib/device.js';
 import type { NativeModelConfig } from '../lib/native.js';
 import { dequantize, matmul, quantize, quantizedMatmul, randomNormal } from '../lib/tensor.js';
-import { loraStepFlops, randomBatch, randomModel } from './random-model.js';
+import { loraStepFlops, randomBatch, randomModel, reference } from './random-model.js';
 import type { BenchRow, BenchTable } from './table.js';
 
 const GB = 1e9;
@@ -49,21 +49,6 @@ async function kernelRows(): Promise<{ rows: BenchRow[]; matmulRate: number }> {
   return { rows, matmulRate: flops / f32 };
 }
 
-const reference: NativeModelConfig = {
-  vocabSize: 32000,
-  hiddenSize: 512,
-  intermediateSize: 1536,
-  numLayers: 8,
-  numHeads: 8,
-  numKvHeads: 2,
-  headDim: 64,
-  rmsNormEps: 1e-5,
-  ropeTheta: 1e6,
-  ropeTraditional: false,
-  ropePositionScale: 1,
-  tieWordEmbeddings: false,
-  attentionBias: false,
-};
 
 const mistral7b: NativeModelConfig = {
   ...reference,

@@ -12,7 +12,7 @@ import { join } from 'node:path';
 import { device, memory, resetPeakMemory } from '../lib/device.js';
 import type { NativeBatch, NativeModelConfig } from '../lib/native.js';
 import { matmul, randomNormal, toTypedArray } from '../lib/tensor.js';
-import { loraStepFlops, randomModel } from './random-model.js';
+import { loraStepFlops, randomModel, reference } from './random-model.js';
 import { packedBatch, profiling, randomAdapters, type ProfilingModel, type StepProfile } from './step-profile.js';
 import type { BenchRow, BenchTable } from './table.js';
 
@@ -20,21 +20,6 @@ const MiB = 2 ** 20;
 const RANK = 16;
 const ADAPTED_PER_LAYER = 7;
 
-const reference: NativeModelConfig = {
-  vocabSize: 32000,
-  hiddenSize: 512,
-  intermediateSize: 1536,
-  numLayers: 8,
-  numHeads: 8,
-  numKvHeads: 2,
-  headDim: 64,
-  rmsNormEps: 1e-5,
-  ropeTheta: 1e6,
-  ropeTraditional: false,
-  ropePositionScale: 1,
-  tieWordEmbeddings: false,
-  attentionBias: false,
-};
 const small: NativeModelConfig = { ...reference, numLayers: 2 };
 
 const ISOLATION =

@@ -7,6 +7,23 @@ import { native, type NativeModel, type NativeModelConfig } from '../lib/native.
 import { randomNormal, tensor } from '../lib/tensor.js';
 import { nativeLoraOptions, type LoraSettings } from '../lib/model/lora-options.js';
 
+/** The ~60M Mistral-shaped reference model the model, profile and trainer benchmarks measure. */
+export const reference: NativeModelConfig = {
+  vocabSize: 32000,
+  hiddenSize: 512,
+  intermediateSize: 1536,
+  numLayers: 8,
+  numHeads: 8,
+  numKvHeads: 2,
+  headDim: 64,
+  rmsNormEps: 1e-5,
+  ropeTheta: 1e6,
+  ropeTraditional: false,
+  ropePositionScale: 1,
+  tieWordEmbeddings: false,
+  attentionBias: false,
+};
+
 export interface RandomModelOptions {
   bits: number;
   groupSize: number;
