@@ -14,8 +14,11 @@
  * error (the line is wrong: bad JSON, schema, template or tokenizer failure; --strict stops at the
  * first) or filtered (the line is fine but left out: quality, length, failed agent generation).
  */
-import { existsSync, mkdirSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, rmSync } from 'node:fs';
+import { mkdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
+import { writeFileAtomic } from '../io/atomic-file.js';
+import { writeJsonInPieces } from '../io/json-pieces.js';
 import { ConversationEncoder } from '../tokenizer/conversation-encoder.js';
 import { loadModelTokenizer, type ModelTokenizer } from '../tokenizer/load-tokenizer.js';
 import { planEpoch, planStats, batchPlanOptionsSchema } from './batch-plan.js';
@@ -69,13 +72,17 @@ export async function prepareDataset(input: PrepareOptionsInput, hooks: PrepareH
   const dup = await ctx.dupes?.finish(ctx.turns);
   if (dup) Object.assign(report.duplicates, { nearCandidates: dup.nearCandidates, nearAccepted: dup.nearAccepted });
   const survivors = await writeSurvivors({ opts, report, inputs, tmp, candidates: ctx.spill.count, dup, spilled: ctx.spill.records !== undefined, turns: ctx.turns });
-  rmSync(tmp, { recursive: true, force: true });
+  await rm(tmp, { recursive: true, force: true });
 
-  const manifest = buildManifest(opts, model, sources, survivors.splits, writeTokenizerCopy(opts.outDir, model));
-  finishReport(report, opts, inputs, survivors, started);
-  writeFileSync(join(opts.outDir, MANIFEST_FILE), `${JSON.stringify(manifest, null, 2)}\n`);
+  // The tail is a few pieces of synchronous work; each gets the loop's turn before it.
+  const manifest = buildManifest(opts, model, sources, survivors.splits, await writeTokenizerCopy(opts.outDir, model, ctx.turns));
+  const batching = await batchingFigures(survivors.trainLengths, opts.reportBatchSize, opts.maxSeqLength, ctx.turns);
+  finishReport(report, opts, inputs, survivors, batching, started);
+  await ctx.turns.take();
+  await writeFileAtomic(join(opts.outDir, MANIFEST_FILE), `${JSON.stringify(manifest, null, 2)}\n`);
   await ctx.selection.finish(opts.outDir);
-  writeFileSync(join(opts.outDir, 'report.json'), `${JSON.stringify(report, null, 2)}\n`);
+  await ctx.turns.take();
+  await writeFileAtomic(join(opts.outDir, 'report.json'), `${JSON.stringify(report, null, 2)}\n`);
   return { manifest, report };
 }
 
@@ -157,14 +164,21 @@ function buildManifest(opts: PrepareOptions, model: ModelTokenizer, sources: Man
   };
 }
 
-function finishReport(report: PrepareReport, opts: PrepareOptions, inputs: readonly InputFile[], survivors: Awaited<ReturnType<typeof writeSurvivors>>, started: number): void {
+function finishReport(
+  report: PrepareReport,
+  opts: PrepareOptions,
+  inputs: readonly InputFile[],
+  survivors: Awaited<ReturnType<typeof writeSurvivors>>,
+  batching: PrepareReport['batching'],
+  started: number,
+): void {
   const totalBytes = inputs.reduce((n, f) => n + f.bytes, 0);
   report.files = inputs.length;
   report.bytes = totalBytes;
   report.tokenLength = survivors.lengths.summary();
   for (const s of SPLITS) report.splits[s] = { records: survivors.splits[s].records, tokens: survivors.splits[s].tokens, trainedTokens: survivors.splits[s].trainedTokens };
   report.totals = reportTotals(report);
-  report.batching = batchingFigures(survivors.trainLengths, opts.reportBatchSize, opts.maxSeqLength);
+  report.batching = batching;
   report.elapsedSeconds = (performance.now() - started) / 1000;
   const parsed = Object.values(report.recordsByFormat).reduce((a, b) => a + b, 0);
   report.recordsPerSecond = parsed / report.elapsedSeconds;
@@ -199,21 +213,25 @@ function emptyReport(maxSeqLength: number): PrepareReport {
   };
 }
 
-function writeTokenizerCopy(outDir: string, model: ModelTokenizer): string {
+/** A vocabulary with its merges is megabytes of JSON: it is written in pieces, with turns between. */
+async function writeTokenizerCopy(outDir: string, model: ModelTokenizer, turns: EventLoopTurns): Promise<string> {
   const dir = join(outDir, 'tokenizer');
-  mkdirSync(dir, { recursive: true });
+  await mkdir(dir, { recursive: true });
   const { tokenizer, config } = model.tokenizer.spec;
-  writeFileSync(join(dir, 'tokenizer.json'), JSON.stringify(tokenizer));
+  await writeJsonInPieces(join(dir, 'tokenizer.json'), tokenizer, () => turns.take());
   // The template actually used goes into the copy's config, so reloading it renders identically.
-  writeFileSync(join(dir, 'tokenizer_config.json'), `${JSON.stringify({ ...config, chat_template: model.template.source }, null, 2)}\n`);
+  await writeFileAtomic(join(dir, 'tokenizer_config.json'), `${JSON.stringify({ ...config, chat_template: model.template.source }, null, 2)}\n`);
   return 'tokenizer';
 }
 
-function batchingFigures(trainLengths: number[], batchSize: number, maxSeqLength: number): PrepareReport['batching'] {
+async function batchingFigures(trainLengths: number[], batchSize: number, maxSeqLength: number, turns: EventLoopTurns): Promise<PrepareReport['batching']> {
   const lengths = Uint32Array.from(trainLengths);
   const base = { batchSize, maxSeqLength: maxSeqLength - 1 };
-  const bucket = planStats(planEpoch(lengths, batchPlanOptionsSchema.parse({ ...base, mode: 'bucket' }), 0), lengths, batchPlanOptionsSchema.parse({ ...base, mode: 'bucket' }));
+  const bucketOpts = batchPlanOptionsSchema.parse({ ...base, mode: 'bucket' });
+  await turns.take();
+  const bucket = planStats(planEpoch(lengths, bucketOpts, 0), lengths, bucketOpts);
   const packOpts = batchPlanOptionsSchema.parse({ ...base, mode: 'pack' });
+  await turns.take();
   const pack = planStats(planEpoch(lengths, packOpts, 0), lengths, packOpts);
   return { batchSize, maxSeqLength: base.maxSeqLength, bucketPaddingFraction: bucket.paddingFraction, packFillRatio: pack.fillRatio, packPaddingFraction: pack.paddingFraction };
 }

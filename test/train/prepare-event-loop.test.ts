@@ -77,11 +77,15 @@ describe('the event loop during prepare', () => {
     const folder = join(output, 'prepared');
     const inPrepare = () => existsSync(join(folder, 'rejections.jsonl')) && !existsSync(join(folder, 'manifest.json'));
     let started = false;
+    // Stopped at the first step, and awaited: a run left going would still be writing its folder.
+    const abort = new AbortController();
     const lag = await worstLag(async () => {
-      for await (const e of train(config)) {
-        if (e.type === 'step') break;
+      const run = train(config, { signal: abort.signal });
+      for await (const e of run) {
         if (e.type === 'start') started = true;
+        if (e.type === 'step') abort.abort();
       }
+      expect((await run.done).reason).toBe('aborted');
     }, inPrepare);
     expect(started).toBe(true);
     // Prepare of 3,000 records takes about a second on a quiet machine: the window held many
