@@ -20,7 +20,7 @@ import { architectureFromGguf, architectureFromHf, type Architecture } from './a
 import { isRepackable } from './gguf-repack.js';
 import { ggufToHfName } from './gguf-weights.js';
 import { defaultBaseQuantization, defaultComputeDtype, ggufStoredQuantization, hfWeightFiles, type BaseQuantization } from './load-model.js';
-import { readSafetensorsHeader } from './safetensors-header.js';
+import { readSafetensorsHeader } from '../io/safetensors-header.js';
 import { resolveModelSource, type ModelSource } from '../source/model-source.js';
 
 export interface SummaryOptions {
@@ -120,7 +120,7 @@ async function buildFor(options: SummaryOptions, kind: ModelSource['kind'], stor
 }
 
 async function hfPlacements(dir: string, a: Omit<Architecture, 'ropePeriods'>): Promise<Placement[]> {
-  const entries = (await Promise.all((await hfWeightFiles(dir)).map(readSafetensorsHeader))).flat();
+  const entries = (await Promise.all((await hfWeightFiles(dir)).map((file) => readSafetensorsHeader(file, { requireData: false })))).flat();
   const byName = new Map(entries.map((e) => [e.name, e]));
   const placements: Placement[] = [];
   for (const e of entries) {
