@@ -211,6 +211,19 @@ export interface NativeAddon {
    * quantizers. Encoded off the MLX thread on `threads` threads (default: the hardware's count).
    */
   ggufEncode(t: NativeTensor, type: string, threads?: number): Promise<Uint8Array>;
+  /**
+   * A tensor ([rows, cols] row-major, or [n]) as the bytes of a GGUF type, read from a file region
+   * in a GGUF type (F32, F16, BF16, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q2_K … Q6_K; safetensors floats are
+   * the same bytes) or from a Tensor: a few rows at a time are read, decoded (llama.cpp's to_float),
+   * put in `rowMap` order (output row r = source row rowMap[r]), summed with `delta` ([rows, cols],
+   * output order) and encoded, on a libuv worker. A file source with no delta never enters MLX.
+   */
+  ggufTranscode(
+    source: { path: string; offset: number; type: string } | NativeTensor,
+    shape: number[],
+    type: string,
+    options?: { threads?: number; rowMap?: Int32Array; delta?: NativeTensor },
+  ): Promise<Uint8Array>;
 }
 
 const packageRoot = join(dirname(fileURLToPath(import.meta.url)), '..');

@@ -6,14 +6,14 @@
  * exporter holds one weight (and its delta while merging), never the model.
  */
 import type { GgmlTypeName } from '../gguf/ggml-type.js';
-import { permuteRowsToGguf } from '../gguf/tensor-names.js';
+import { hfRowOfGgufRow } from '../gguf/tensor-names.js';
 import { writeGguf, type GgufTensorInput, type WrittenGguf } from '../gguf/writer.js';
 import type { LoadedModel } from '../model/load-model.js';
-import { tensor, toTypedArray } from '../tensor.js';
+import { disposeAll, tensor, toTypedArray, type Tensor } from '../tensor.js';
 import { openAdapterMerge, type AdapterMerge } from './adapter-merge.js';
 import { modelMetadata } from './gguf-model-metadata.js';
-import { encodeTensor } from './quantize.js';
 import { fileTypeOf, tensorTypeFor, type GgufExportType } from './tensor-types.js';
+import { transcodeTensor, type TranscodeOptions } from './transcode.js';
 import { openResolvedSource, openWeightSource, type SourceTensor, type WeightSource } from './weight-stream.js';
 
 export interface GgufModelInput {
@@ -74,8 +74,11 @@ function fromLoadedModel(source: WeightSource, model: LoadedModel): WeightSource
   const tensors = source.tensors.map((t): SourceTensor => {
     if (t.hfName === undefined) return t;
     const hfName = t.hfName;
+    // Not `stored`: the model's weights may carry merged LoRA, so they are taken from the model.
+    const { stored: _fileBytes, ...rest } = t;
     return {
-      ...t,
+      ...rest,
+      dense: () => model.native.denseWeight(hfName, 'float32'),
       read: async () => {
         const dense = await model.native.denseWeight(hfName, 'float32');
         try {
@@ -109,15 +112,16 @@ async function writeFromSource(source: WeightSource, adapter: AdapterMerge | und
     quantized: planned.some((p) => !FLOAT_TYPES.has(p.type)),
   });
   let bytes = 0;
+  const encoded = lookahead((index) => encodeOne(planned[index]!, adapter, options.threads), planned.length);
   const tensors: GgufTensorInput[] = planned.map((p, index) => ({
     name: p.source.name,
     shape: p.source.shape,
     type: p.type,
     data: async function* () {
       options.signal?.throwIfAborted();
-      const encoded = await encodeOne(p, adapter, options.threads);
-      yield encoded;
-      bytes += encoded.byteLength;
+      const bytesOfTensor = await encoded(index);
+      yield bytesOfTensor;
+      bytes += bytesOfTensor.byteLength;
       options.onProgress?.({ tensor: p.source.name, done: index + 1, total: planned.length, bytes });
     },
   }));
@@ -125,34 +129,49 @@ async function writeFromSource(source: WeightSource, adapter: AdapterMerge | und
 }
 
 /**
- * One tensor: read, put in GGUF row order, merged with its adapter delta, encoded. The sum is
- * taken in JS (the same single f32 rounding as MLX's add) so MLX never holds the weight, its
- * delta and their sum at once.
+ * Results of `work(0 … count-1)` taken in order, each next one started as soon as the one before is
+ * taken, so the next tensor is transcoded while this one is written. A started one that is never
+ * taken (the write failed) is left to finish; its error is not reported twice.
+ */
+function lookahead<T>(work: (index: number) => Promise<T>, count: number): (index: number) => Promise<T> {
+  const started = new Map<number, Promise<T>>();
+  const start = (index: number): void => {
+    if (index >= count || started.has(index)) return;
+    const promise = work(index);
+    promise.catch(() => undefined);
+    started.set(index, promise);
+  };
+  return async (index) => {
+    start(index);
+    const promise = started.get(index)!;
+    started.delete(index);
+    const result = await promise;
+    start(index + 1);
+    return result;
+  };
+}
+
+/**
+ * One tensor: its stored bytes (or its MLX values) transcoded natively to its GGUF type, rows put
+ * in GGUF order and the adapter's delta added on the way. A stored tensor with no delta never
+ * enters MLX; the delta is computed by MLX and read by the worker without a copy.
  */
 async function encodeOne(p: PlannedTensor, adapter: AdapterMerge | undefined, threads: number | undefined): Promise<Uint8Array> {
   const { source: t } = p;
+  const owned: Tensor[] = [];
   try {
-    let values = await t.read();
-    if (t.permuteHeads !== undefined) values = permuteRowsToGguf(values, t.shape[0]!, t.permuteHeads);
+    const rowMap = t.permuteHeads === undefined ? undefined : hfRowOfGgufRow(t.shape[0]!, t.permuteHeads);
     const delta = t.hfName === undefined || adapter === undefined ? undefined : await adapter.delta(t.hfName);
-    if (delta) {
-      let d: Float32Array;
-      try {
-        d = (await toTypedArray(delta)) as Float32Array;
-      } finally {
-        delta.dispose();
-      }
-      if (d.length !== values.length) throw new Error(`the adapter's delta has ${d.length} values for ${values.length} weights`);
-      for (let i = 0; i < values.length; i++) values[i] = values[i]! + d[i]!;
-    }
-    const weight = await tensor(values, t.shape);
-    try {
-      return await encodeTensor(weight, p.type, threads !== undefined ? { threads } : {});
-    } finally {
-      weight.dispose();
-    }
+    if (delta) owned.push(delta);
+    const options: TranscodeOptions = { ...(threads !== undefined ? { threads } : {}), ...(rowMap ? { rowMap } : {}), ...(delta ? { delta } : {}) };
+    if (t.stored) return await transcodeTensor(t.stored, t.shape, p.type, options);
+    const dense = t.dense ? await t.dense() : await tensor(await t.read(), t.shape);
+    owned.push(dense);
+    return await transcodeTensor(dense, t.shape, p.type, options);
   } catch (error) {
     const message = error instanceof Error ? error.message : String(error);
     throw new Error(`tensor '${t.name}': ${message}`, { cause: error });
+  } finally {
+    disposeAll(owned);
   }
 }

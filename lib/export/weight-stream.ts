@@ -17,6 +17,7 @@ import { hfWeightFiles } from '../model/load-model.js';
 import { resolveModelSource, type ModelSource } from '../source/model-source.js';
 import { dequantize, disposeAll, toTypedArray, type DType, type Tensor } from '../tensor.js';
 import { readSafetensorsFloat32, readSafetensorsHeader, type SafetensorsEntry } from './safetensors-header.js';
+import { canTranscodeFrom, type TensorBytes } from './transcode.js';
 
 export interface SourceTensor {
   /** llama.cpp's name, as it is written. */
@@ -29,6 +30,10 @@ export interface SourceTensor {
   readonly permuteHeads: number | undefined;
   /** The values as float32, row-major, in the source's own row order. */
   read(): Promise<Float32Array>;
+  /** Where the values are stored in a type the native transcoder decodes, to be read straight from the file. */
+  readonly stored?: TensorBytes;
+  /** The values as an MLX tensor (source row order), for values MLX computes (dequantized MLX-quantized weights). Caller disposes. */
+  readonly dense?: () => Promise<Tensor>;
 }
 
 export interface WeightSource {
@@ -68,7 +73,9 @@ async function openGguf(source: ModelSource): Promise<WeightSource> {
     }
     // Checked before anything is written: an export must not fail halfway on a type it cannot read.
     if (!canDequantize(t.ggmlType)) throw new Error(`${file.path}: tensor '${t.name}' has type ${t.typeName}, which this exporter cannot decode`);
-    return { name: t.name, hfName, shape: t.shape, permuteHeads: undefined, read: () => readTensorFloat32(file, t) };
+    const type = t.typeName;
+    const stored = canTranscodeFrom(type) ? { stored: { path: file.path, offset: t.offset, type } } : {};
+    return { name: t.name, hfName, shape: t.shape, permuteHeads: undefined, read: () => readTensorFloat32(file, t), ...stored };
   });
   const displayName = optionalString(file, 'general.name') ?? (source.kind === 'ollama' ? source.name : basename(source.path, '.gguf'));
   return { source, architecture, tensors, gguf: file, displayName };
@@ -112,8 +119,10 @@ function entryTensor(e: SafetensorsEntry): Promise<Tensor> {
   return tensorFromFile(e.file, { offset: e.start, length: e.end - e.start, dtype, shape: e.shape });
 }
 
-/** An MLX-quantized linear ([out, in]): packed weight, scales and biases, dequantized natively to float32. */
-async function readMlxQuantized(dir: string, parts: { weight: SafetensorsEntry; scales: SafetensorsEntry; biases: SafetensorsEntry }, shape: readonly number[]): Promise<Float32Array> {
+type QuantizedParts = { weight: SafetensorsEntry; scales: SafetensorsEntry; biases: SafetensorsEntry };
+
+/** An MLX-quantized linear ([out, in]): packed weight, scales and biases, dequantized by MLX to a float32 tensor. */
+async function denseMlxQuantized(dir: string, parts: QuantizedParts, shape: readonly number[]): Promise<Tensor> {
   const [out, inF] = shape as [number, number];
   const packed = parts.weight.shape[1] ?? 0;
   const groups = parts.scales.shape[1] ?? 0;
@@ -130,11 +139,18 @@ async function readMlxQuantized(dir: string, parts: { weight: SafetensorsEntry; 
     tensors.push(scales);
     const biases = await entryTensor(parts.biases);
     tensors.push(biases);
-    const dense = await dequantize({ wq, scales, biases }, { groupSize, bits, dtype: 'float32' });
-    tensors.push(dense);
-    return (await toTypedArray(dense)) as Float32Array;
+    return await dequantize({ wq, scales, biases }, { groupSize, bits, dtype: 'float32' });
   } finally {
     disposeAll(tensors);
+  }
+}
+
+async function readMlxQuantized(dir: string, parts: QuantizedParts, shape: readonly number[]): Promise<Float32Array> {
+  const dense = await denseMlxQuantized(dir, parts, shape);
+  try {
+    return (await toTypedArray(dense)) as Float32Array;
+  } finally {
+    dense.dispose();
   }
 }
 
@@ -166,13 +182,14 @@ async function openHf(source: ModelSource): Promise<WeightSource> {
     const biases = entries.get(`${prefix}.biases`);
     if (entry && entry.dtype === 'U32' && scales && biases && shape.length === 2) {
       const parts = { weight: entry, scales, biases };
-      tensors.push({ name: ggufName, hfName: name, shape, permuteHeads: heads, read: () => readMlxQuantized(source.path, parts, shape) });
+      tensors.push({ name: ggufName, hfName: name, shape, permuteHeads: heads, read: () => readMlxQuantized(source.path, parts, shape), dense: () => denseMlxQuantized(source.path, parts, shape) });
       continue;
     }
     if (!entry) throw new Error(`${source.path}: the safetensors have no tensor '${name}'`);
     if (!sameShape(entry.shape, shape)) throw new Error(`${entry.file}: tensor '${name}' has shape [${entry.shape.join(', ')}], config.json implies [${shape.join(', ')}]`);
     if (!FLOAT_DTYPES.has(entry.dtype)) throw new Error(`${entry.file}: tensor '${name}' has dtype ${entry.dtype} (F32, F16 or BF16 expected, or an MLX-quantized triple)`);
-    tensors.push({ name: ggufName, hfName: name, shape, permuteHeads: heads, read: () => readSafetensorsFloat32(entry) });
+    const stored: TensorBytes = { path: entry.file, offset: entry.start, type: entry.dtype as 'F32' | 'F16' | 'BF16' };
+    tensors.push({ name: ggufName, hfName: name, shape, permuteHeads: heads, read: () => readSafetensorsFloat32(entry), stored });
   }
   const named = typeof hfConfig._name_or_path === 'string' && hfConfig._name_or_path.length > 0 ? basename(hfConfig._name_or_path) : basename(source.path);
   return { source, architecture, tensors, hfConfig, displayName: named };

@@ -116,6 +116,20 @@ void encode_q5_1(const float* x, uint8_t* out, size_t blocks) {
   }
 }
 
+/**
+ * The low byte of C's (int8_t)roundf(v) as x86-64 compilers emit it (roundf, then a truncating
+ * conversion that gives INT_MIN for NaN, infinities and |v| ≥ 2^31), without the libm call, so the
+ * loop vectorizes: truncate, then step away from zero when the dropped fraction is at least one
+ * half. The fraction v − trunc(v) is exact, so ties go away from zero as roundf's do.
+ */
+inline uint8_t round_half_away_to_int8(float v) {
+  const int t = static_cast<int>(v);
+  const float frac = v - static_cast<float>(t);
+  const int in_range = std::fabs(v) < 2147483648.f;
+  const int step = in_range * ((frac >= 0.5f) - (frac <= -0.5f));
+  return static_cast<uint8_t>(t + step);
+}
+
 // d:half, qs:i8[32]: q = roundf(x/d) (half away from zero) with d = max|x|/127.
 void encode_q8_0(const float* x, uint8_t* out, size_t blocks) {
   for (size_t b = 0; b < blocks; ++b, x += kBlock, out += 34) {
@@ -124,9 +138,7 @@ void encode_q8_0(const float* x, uint8_t* out, size_t blocks) {
     const float d = amax / 127;
     const float id = inverse_or_zero(d);
     store_u16(out, f32_to_f16(d));
-    for (int j = 0; j < kBlock; ++j) {
-      out[2 + j] = static_cast<uint8_t>(static_cast<int8_t>(static_cast<int>(std::round(x[j] * id))));
-    }
+    for (int j = 0; j < kBlock; ++j) out[2 + j] = round_half_away_to_int8(x[j] * id);
   }
 }
 

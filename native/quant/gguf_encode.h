@@ -1,5 +1,5 @@
-// ggufEncode: a dense tensor as the bytes of a GGUF tensor type (F32, F16, BF16, Q4_0 … Q6_K),
-// byte-identical to llama.cpp's reference quantizers.
+// ggufEncode and ggufTranscode: a dense tensor, or a tensor's bytes in a file, as the bytes of a GGUF
+// tensor type (F32, F16, BF16, Q4_0 … Q6_K), byte-identical to llama.cpp's reference quantizers.
 #pragma once
 
 #include <napi.h>
