@@ -111,7 +111,15 @@ export interface NativeModelInfo {
 }
 
 export interface NativeGenerator {
+  /** The next token of a one-prompt generator. */
   next(): Promise<number>;
+  /**
+   * Drops the prompts listed in `finished` (indices), then the next token of every prompt: -1 for
+   * prompts no longer running. The first call runs the prefill.
+   */
+  step(finished?: Int32Array): Promise<Int32Array>;
+  /** Float32 logits [prompts still running, vocab] (in prompt order) the last step sampled from. */
+  logits(): Promise<NativeTensor>;
   dispose(): void;
 }
 
@@ -160,6 +168,8 @@ export interface NativeModel {
   optimizerState(): Promise<{ step: number; tensors: Record<string, NativeTensor> }>;
   setOptimizerState(tensors: Record<string, NativeTensor>, step: number): Promise<void>;
   generator(prompt: Int32Array, options?: { temperature?: number; topP?: number; topK?: number; seed?: number; lora?: boolean }): Promise<NativeGenerator>;
+  /** Prompts generated together, left-padded into one batch with one KV cache; each row keyed by `seed` as alone. */
+  batchGenerator(prompts: Int32Array[], options?: { temperature?: number; topP?: number; topK?: number; seed?: number; lora?: boolean }): Promise<NativeGenerator>;
   dispose(): void;
 }
 

@@ -2,6 +2,7 @@
 // the last position only. Training's forward (forward.cc) never sees either.
 #include <cmath>
 #include <memory>
+#include <optional>
 #include <stdexcept>
 
 #include "model/block_context.h"
@@ -23,6 +24,38 @@ Array grown(const Array& buffer, const mlx_array like, int keep, int end, int st
   return mx::concatenate({kept.get(), room.get()}, 2);
 }
 
+/** RoPE with a start position per row (offsets: [B] int32), as mx::rope is with one for all. */
+Array rope_rows(const mlx_array x, int dims, bool traditional, float scale, const mlx_array offsets,
+                const mlx_array periods) {
+  Array out;
+  check(mlx_fast_rope_dynamic(out.out(), x, dims, traditional, mlx_optional_float{0.0f, false}, scale, offsets,
+                              periods, mx::stream()),
+        "mlx_fast_rope_dynamic");
+  return out;
+}
+
+/**
+ * [B, 1, l, total] boolean mask of queries at cache columns [offset, total) over keys [0, total):
+ * causal, within the sliding window if any, and past each row's pad keys. A pad query sees itself
+ * so that its (never read) attention output stays finite rather than a softmax over nothing.
+ */
+Array decode_mask(int offset, int l, int total, const std::vector<int>& pads, const std::optional<int>& window) {
+  Array r = mx::reshape(mx::arange(offset, total, MLX_INT32).get(), {l, 1});
+  Array c = mx::reshape(mx::arange(0, total, MLX_INT32).get(), {1, total});
+  Array m = mx::less_equal(c.get(), r.get());
+  if (window) {
+    Array dist = mx::subtract(r.get(), c.get());
+    m = mx::logical_and(m.get(), mx::less(dist.get(), mx::scalar_int(*window).get()).get());
+  }
+  if (pads.empty()) return m;
+  const int b = static_cast<int>(pads.size());
+  Array p = mx::from_data(pads.data(), {b, 1, 1, 1}, MLX_INT32);
+  // Under the causal bound c <= r, "c >= pad or c == r" is c >= min(pad, r).
+  Array first = mx::minimum(p.get(), r.get());
+  Array visible = mx::greater_equal(c.get(), first.get());
+  return mx::logical_and(m.get(), visible.get());
+}
+
 }  // namespace
 
 std::pair<Array, Array> SteppedKVCache::update(int layer, const mlx_array k, const mlx_array v) {
@@ -42,8 +75,8 @@ std::pair<Array, Array> SteppedKVCache::update(int layer, const mlx_array k, con
   return {mx::slice(kb.get(), {0, 0, 0, 0}, {b, h, end, d}), mx::slice(vb.get(), {0, 0, 0, 0}, {b, h, end, d})};
 }
 
-Array Model::decode_block(int index, const mlx_array h_in, const BlockContext& ctx, SteppedKVCache& cache,
-                          const std::vector<mlx_array>* lora) const {
+Array Model::decode_block(int index, const mlx_array h_in, const BlockContext& ctx, const mlx_array rope_offsets,
+                          SteppedKVCache& cache, const std::vector<mlx_array>* lora) const {
   const Layer& layer = layers_[index];
   const int b = ctx.batch, l = ctx.length, hd = config_.head_dim;
   const int nh = config_.num_heads, nkv = config_.num_kv_heads;
@@ -55,8 +88,13 @@ Array Model::decode_block(int index, const mlx_array h_in, const BlockContext& c
   q = mx::transpose(mx::reshape(q.get(), {b, l, nh, hd}).get(), {0, 2, 1, 3});
   k = mx::transpose(mx::reshape(k.get(), {b, l, nkv, hd}).get(), {0, 2, 1, 3});
   v = mx::transpose(mx::reshape(v.get(), {b, l, nkv, hd}).get(), {0, 2, 1, 3});
-  q = apply_rope(q.get(), ctx);
-  k = apply_rope(k.get(), ctx);
+  if (rope_offsets.ctx == nullptr) {
+    q = apply_rope(q.get(), ctx);
+    k = apply_rope(k.get(), ctx);
+  } else {
+    q = rope_rows(q.get(), hd, config_.rope_traditional, config_.rope_position_scale, rope_offsets, rope_periods_.get());
+    k = rope_rows(k.get(), hd, config_.rope_traditional, config_.rope_position_scale, rope_offsets, rope_periods_.get());
+  }
   auto [keys, values] = cache.update(index, k.get(), v.get());
   Array attn = mx::attention(q.get(), keys.get(), values.get(), 1.0f / std::sqrt(static_cast<float>(hd)),
                              ctx.mask_mode, ctx.mask.empty() ? mlx_array{} : ctx.mask.get());
@@ -85,26 +123,42 @@ Array Model::head_logits(const mlx_array h) const {
 }
 
 Array Model::decode_logits(const mlx_array tokens, SteppedKVCache& cache, const std::vector<mlx_array>* lora) const {
+  return decode_logits(tokens, cache, std::vector<int>{}, lora);
+}
+
+Array Model::decode_logits(const mlx_array tokens, SteppedKVCache& cache, const std::vector<int>& pads,
+                           const std::vector<mlx_array>* lora) const {
   if (!finalized_) throw std::runtime_error("the model is not finalized: load every weight first");
   auto shape = mx::shape_of(tokens);
   if (shape.size() != 2 || shape[1] < 1) throw std::runtime_error("tokens must be [batch, length]");
+  if (!pads.empty() && static_cast<int>(pads.size()) != shape[0]) throw std::runtime_error("one pad count per row");
   BlockContext ctx;
   ctx.batch = shape[0];
   ctx.length = shape[1];
   ctx.offset = cache.offset;
   const int l = ctx.length, total = ctx.offset + l;
+  bool padded = false;
+  for (int p : pads) {
+    if (p < 0 || p > cache.offset + l - 1) throw std::runtime_error("a row's pad count must leave it a real token");
+    padded = padded || p > 0;
+  }
   // The cache keeps every position; a sliding window hides the old ones by mask, as the training
   // forward does, so generation sees exactly what a full forward pass sees.
-  if (config_.sliding_window && total > *config_.sliding_window) {
-    Array r = mx::reshape(mx::arange(ctx.offset, total, MLX_INT32).get(), {l, 1});
-    Array c = mx::reshape(mx::arange(0, total, MLX_INT32).get(), {1, total});
-    Array causal = mx::less_equal(c.get(), r.get());
-    Array dist = mx::subtract(r.get(), c.get());
-    Array window = mx::less(dist.get(), mx::scalar_int(*config_.sliding_window).get());
-    ctx.mask = mx::logical_and(causal.get(), window.get());
+  const bool windowed = config_.sliding_window && total > *config_.sliding_window;
+  if (windowed || padded) {
+    ctx.mask = decode_mask(ctx.offset, l, total, padded ? pads : std::vector<int>{},
+                           windowed ? config_.sliding_window : std::nullopt);
     ctx.mask_mode = "array";
   } else if (l == 1) {
     ctx.mask_mode = "";
+  }
+  // RoPE is relative, so one start for every row would give the same scores up to rounding; a
+  // start per row gives a padded row exactly the rotations it has alone.
+  Array rope_offsets;
+  if (padded) {
+    std::vector<int> starts;
+    for (int p : pads) starts.push_back(ctx.offset - p);
+    rope_offsets = mx::from_data(starts.data(), {ctx.batch}, MLX_INT32);
   }
   const bool use_lora = lora != nullptr && lora_enabled_ && !lora->empty();
   if (cache.keys.empty()) {
@@ -112,7 +166,10 @@ Array Model::decode_logits(const mlx_array tokens, SteppedKVCache& cache, const 
     cache.values.resize(config_.num_layers);
   }
   Array h = mx::take_axis(embed_.get(), tokens, 0);
-  for (int i = 0; i < config_.num_layers; ++i) h = decode_block(i, h.get(), ctx, cache, use_lora ? lora : nullptr);
+  for (int i = 0; i < config_.num_layers; ++i) {
+    h = decode_block(i, h.get(), ctx, rope_offsets.empty() ? mlx_array{} : rope_offsets.get(), cache,
+                     use_lora ? lora : nullptr);
+  }
   cache.offset = total;
   Array last = mx::slice(h.get(), {0, l - 1, 0}, {ctx.batch, l, config_.hidden_size});
   Array normed = mx::rms_norm(last.get(), final_norm_.get(), config_.rms_norm_eps);

@@ -105,6 +105,12 @@ class Model {
    * float32 logits [B, vocab] of the last position only (the LM head never sees the others).
    */
   Array decode_logits(const mlx_array tokens, SteppedKVCache& cache, const std::vector<mlx_array>* lora) const;
+  /**
+   * The same for rows left-padded by pads[i] positions (one per row; empty: none): a row's pad
+   * keys are hidden from its real tokens and its positions count from its first real token.
+   */
+  Array decode_logits(const mlx_array tokens, SteppedKVCache& cache, const std::vector<int>& pads,
+                      const std::vector<mlx_array>* lora) const;
   /** Summed masked next-token cross-entropy and the number of supervised tokens. */
   std::pair<Array, Array> loss(const Batch& batch, const mlx_array targets, const mlx_array mask,
                                const ForwardOptions& options) const;
@@ -152,8 +158,9 @@ class Model {
                 const std::vector<mlx_array>* lora) const;
   Array apply_rope(const mlx_array x, const BlockContext& ctx) const;
   Array hidden(const Batch& batch, const ForwardOptions& options) const;
-  Array decode_block(int index, const mlx_array h, const BlockContext& ctx, SteppedKVCache& cache,
-                     const std::vector<mlx_array>* lora) const;
+  /** rope_offsets: [B] int32 RoPE position of each row's first new token, or empty: ctx.offset for every row. */
+  Array decode_block(int index, const mlx_array h, const BlockContext& ctx, const mlx_array rope_offsets,
+                     SteppedKVCache& cache, const std::vector<mlx_array>* lora) const;
   Array head_logits(const mlx_array h) const;
 
   ModelConfig config_;

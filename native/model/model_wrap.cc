@@ -9,6 +9,7 @@
 #include "dtype.h"
 #include "errors.h"
 #include "guard.h"
+#include "model/batch_decode.h"
 #include "model/batch_input.h"
 #include "model/llama.h"
 #include "model/optimizer.h"
@@ -86,14 +87,60 @@ void release_on_mlx(Napi::Env, std::shared_ptr<T>& ref) {
 
 struct GeneratorState {
   ModelRef model;
-  model::SteppedKVCache cache;
-  model::SamplerOptions sampler;
-  Array key;
-  bool use_lora = true;
-  std::vector<int32_t> prompt;
+  std::unique_ptr<model::BatchDecoder> decoder;
   bool started = false;
-  int last = 0;
 };
+
+/** The generator options both generator() and batchGenerator() take. */
+struct GeneratorOptions {
+  model::SamplerOptions sampler;
+  uint64_t seed = 0;
+  bool use_lora = true;
+};
+
+GeneratorOptions generator_options_at(const Napi::CallbackInfo& info, size_t i) {
+  Napi::Object o = options_at(info, i, "options");
+  GeneratorOptions g;
+  if (auto t = number_option(o, "temperature", "options")) {
+    if (!(std::isfinite(*t) && *t >= 0)) throw Napi::RangeError::New(info.Env(), "options.temperature must be a finite number >= 0");
+    g.sampler.temperature = static_cast<float>(*t);
+  }
+  if (auto p = number_option(o, "topP", "options")) {
+    if (!(*p >= 0 && *p <= 1)) throw Napi::RangeError::New(info.Env(), "options.topP must be in [0, 1]");
+    g.sampler.top_p = static_cast<float>(*p);
+  }
+  if (auto k = number_option(o, "topK", "options")) {
+    if (!is_integer(*k, 0, 2147483647.0)) throw Napi::RangeError::New(info.Env(), "options.topK must be an integer >= 0");
+    g.sampler.top_k = static_cast<int>(*k);
+  }
+  if (auto sd = number_option(o, "seed", "options")) {
+    if (!is_integer(*sd, 0, 9007199254740991.0)) throw Napi::RangeError::New(info.Env(), "options.seed must be an integer >= 0");
+    g.seed = static_cast<uint64_t>(*sd);
+  }
+  g.use_lora = bool_option(o, "lora", "options").value_or(true);
+  return g;
+}
+
+/** A prompt's token ids, each checked against the vocabulary; `what` names it in errors. */
+std::vector<int32_t> prompt_of(const Napi::Value& v, const model::ModelConfig& config, const std::string& what) {
+  if (!v.IsTypedArray() || v.As<Napi::TypedArray>().TypedArrayType() != napi_int32_array) {
+    throw Napi::TypeError::New(v.Env(), what + " must be an Int32Array");
+  }
+  auto a = v.As<Napi::Int32Array>();
+  if (a.ElementLength() == 0) throw Napi::RangeError::New(v.Env(), what + " must hold at least one token");
+  std::vector<int32_t> prompt(a.Data(), a.Data() + a.ElementLength());
+  for (size_t i = 0; i < prompt.size(); ++i) {
+    if (prompt[i] < 0 || prompt[i] >= config.vocab_size) {
+      throw Napi::RangeError::New(v.Env(), what + "[" + std::to_string(i) + "] is " + std::to_string(prompt[i]) +
+                                               ", outside the vocabulary [0, " + std::to_string(config.vocab_size) + ")");
+    }
+  }
+  return prompt;
+}
+
+/** JS thread: a generator over `prompts`, its row keys made on the MLX thread. */
+Napi::Value make_generator(Napi::Env env, const ModelRef& m, std::vector<std::vector<int32_t>> prompts,
+                           const GeneratorOptions& g);
 
 class GeneratorWrap : public Napi::ObjectWrap<GeneratorWrap> {
  public:
@@ -108,6 +155,8 @@ class GeneratorWrap : public Napi::ObjectWrap<GeneratorWrap> {
   static void Init(Napi::Env env) {
     Napi::Function ctor = DefineClass(env, "Generator",
                                       {InstanceMethod<&GeneratorWrap::Guarded<&GeneratorWrap::Next>>("next"),
+                                       InstanceMethod<&GeneratorWrap::Guarded<&GeneratorWrap::Step>>("step"),
+                                       InstanceMethod<&GeneratorWrap::Guarded<&GeneratorWrap::Logits>>("logits"),
                                        InstanceMethod<&GeneratorWrap::Guarded<&GeneratorWrap::Dispose>>("dispose")});
     addon_state(env).generator_constructor = Napi::Persistent(ctor);
   }
@@ -126,28 +175,54 @@ class GeneratorWrap : public Napi::ObjectWrap<GeneratorWrap> {
   }
 
  private:
-  // next(): Promise<number>, the next token id
+  // next(): Promise<number>, the next token id of a one-prompt generator
   Napi::Value Next(const Napi::CallbackInfo& info) {
     if (!state_) throw Napi::Error::New(info.Env(), "the generator is disposed");
+    if (state_->decoder->prompt_count() != 1) throw Napi::Error::New(info.Env(), "next() is for one prompt: use step()");
     auto state = state_;
     return run_on_mlx(info.Env(), [state](MlxThread& mlx) -> MlxThread::Settle {
-      // The prompt's pass is the one with a [length, length] score matrix; later tokens have one row.
-      if (!state->started) check_attention(mlx, *state->model, 1, static_cast<int>(state->prompt.size()));
-      std::vector<int32_t> input = state->started ? std::vector<int32_t>{state->last} : state->prompt;
-      Array tokens = mx::from_data(input.data(), {1, static_cast<int>(input.size())}, MLX_INT32);
-      std::vector<mlx_array> lora = state->model->lora_views();
-      Array logits = state->model->decode_logits(tokens.get(), state->cache, state->use_lora ? &lora : nullptr);
-      Array flat = mx::reshape(logits.get(), {state->model->config().vocab_size});
-      int token = model::sample_token(flat.get(), state->sampler, state->key);
-      // Keep the cache evaluated so the graph does not grow with every token.
-      std::vector<mlx_array> cached;
-      for (auto& k : state->cache.keys) cached.push_back(k.get());
-      for (auto& vv : state->cache.values) cached.push_back(vv.get());
-      mx::eval(cached);
-      state->started = true;
-      state->last = token;
+      int token = run_step(mlx, *state, {}).at(0);
       return [token](Napi::Env env) -> Napi::Value { return Napi::Number::New(env, token); };
     });
+  }
+  // step(finished?: Int32Array): Promise<Int32Array>, after dropping the prompts in `finished`, the
+  // next token of every prompt, -1 for prompts no longer running
+  Napi::Value Step(const Napi::CallbackInfo& info) {
+    if (!state_) throw Napi::Error::New(info.Env(), "the generator is disposed");
+    std::vector<int> finished;
+    if (info.Length() > 0 && !info[0].IsUndefined()) {
+      if (!info[0].IsTypedArray() || info[0].As<Napi::TypedArray>().TypedArrayType() != napi_int32_array) {
+        throw Napi::TypeError::New(info.Env(), "argument 'finished' must be an Int32Array");
+      }
+      auto f = info[0].As<Napi::Int32Array>();
+      for (size_t i = 0; i < f.ElementLength(); ++i) {
+        if (f[i] < 0 || f[i] >= state_->decoder->prompt_count()) {
+          throw Napi::RangeError::New(info.Env(), "finished[" + std::to_string(i) + "] is " + std::to_string(f[i]) + ", not a prompt index");
+        }
+        finished.push_back(f[i]);
+      }
+    }
+    auto state = state_;
+    return run_on_mlx(info.Env(), [state, finished](MlxThread& mlx) -> MlxThread::Settle {
+      auto tokens = std::make_shared<std::vector<int32_t>>(run_step(mlx, *state, finished));
+      return [tokens](Napi::Env env) -> Napi::Value {
+        auto out = Napi::Int32Array::New(env, tokens->size());
+        std::copy(tokens->begin(), tokens->end(), out.Data());
+        return out;
+      };
+    });
+  }
+  // logits(): Promise<Tensor>, float32 [running prompts, vocab] the last step sampled from
+  Napi::Value Logits(const Napi::CallbackInfo& info) {
+    if (!state_) throw Napi::Error::New(info.Env(), "the generator is disposed");
+    auto state = state_;
+    return run_on_mlx(info.Env(), [state](MlxThread&) { return settle_tensor(evaluated(state->decoder->last_logits())); });
+  }
+  /** MLX thread: one step; the prefill (the first) is the pass with [length, length] score matrices. */
+  static std::vector<int32_t> run_step(MlxThread& mlx, GeneratorState& state, const std::vector<int>& finished) {
+    if (!state.started) check_attention(mlx, *state.model, state.decoder->running(), state.decoder->longest_prompt());
+    state.started = true;
+    return state.decoder->step(finished);
   }
   Napi::Value Dispose(const Napi::CallbackInfo& info) {
     release_on_mlx(info.Env(), state_);
@@ -183,6 +258,7 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
          InstanceMethod<&ModelWrap::Guarded<&ModelWrap::DenseWeight>>("denseWeight"),
          InstanceMethod<&ModelWrap::Guarded<&ModelWrap::WeightNames>>("weightNames"), InstanceMethod<&ModelWrap::Guarded<&ModelWrap::Info>>("info"),
          InstanceMethod<&ModelWrap::Guarded<&ModelWrap::Generator>>("generator"),
+         InstanceMethod<&ModelWrap::Guarded<&ModelWrap::BatchGenerator>>("batchGenerator"),
          InstanceMethod<&ModelWrap::Guarded<&ModelWrap::AccumulateGradients>>("accumulateGradients"),
          InstanceMethod<&ModelWrap::Guarded<&ModelWrap::ApplyOptimizer>>("applyOptimizer"),
          InstanceMethod<&ModelWrap::Guarded<&ModelWrap::ClearGradients>>("clearGradients"),
@@ -503,45 +579,22 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
   // generator(prompt: Int32Array, { temperature, topP, topK, seed, lora }): Promise<Generator>
   Napi::Value Generator(const Napi::CallbackInfo& info) {
     auto m = live(info);
-    if (info.Length() < 1 || !info[0].IsTypedArray() ||
-        info[0].As<Napi::TypedArray>().TypedArrayType() != napi_int32_array) {
-      throw Napi::TypeError::New(info.Env(), "argument 'prompt' must be an Int32Array");
+    if (info.Length() < 1) throw Napi::TypeError::New(info.Env(), "argument 'prompt' must be an Int32Array");
+    std::vector<std::vector<int32_t>> prompts{prompt_of(info[0], m->config(), "argument 'prompt'")};
+    return make_generator(info.Env(), m, std::move(prompts), generator_options_at(info, 1));
+  }
+
+  // batchGenerator(prompts: Int32Array[], { temperature, topP, topK, seed, lora }): Promise<Generator>
+  Napi::Value BatchGenerator(const Napi::CallbackInfo& info) {
+    auto m = live(info);
+    if (info.Length() < 1 || !info[0].IsArray()) throw Napi::TypeError::New(info.Env(), "argument 'prompts' must be an array of Int32Array");
+    auto list = info[0].As<Napi::Array>();
+    if (list.Length() == 0) throw Napi::RangeError::New(info.Env(), "give at least one prompt");
+    std::vector<std::vector<int32_t>> prompts;
+    for (uint32_t i = 0; i < list.Length(); ++i) {
+      prompts.push_back(prompt_of(list.Get(i), m->config(), "prompts[" + std::to_string(i) + "]"));
     }
-    auto prompt = info[0].As<Napi::Int32Array>();
-    if (prompt.ElementLength() == 0) throw Napi::RangeError::New(info.Env(), "the prompt must hold at least one token");
-    auto state = std::make_shared<GeneratorState>();
-    state->model = m;
-    state->prompt.assign(prompt.Data(), prompt.Data() + prompt.ElementLength());
-    for (size_t i = 0; i < state->prompt.size(); ++i) {
-      if (state->prompt[i] < 0 || state->prompt[i] >= m->config().vocab_size) {
-        throw Napi::RangeError::New(info.Env(), "prompt[" + std::to_string(i) + "] is " + std::to_string(state->prompt[i]) +
-                                                    ", outside the vocabulary [0, " + std::to_string(m->config().vocab_size) + ")");
-      }
-    }
-    model::check_batch_sizes(m->config(), 1, static_cast<int>(std::min<size_t>(state->prompt.size(), 2147483647)));
-    Napi::Object o = options_at(info, 1, "options");
-    uint64_t seed = 0;
-    if (auto t = number_option(o, "temperature", "options")) {
-      if (!(std::isfinite(*t) && *t >= 0)) throw Napi::RangeError::New(info.Env(), "options.temperature must be a finite number >= 0");
-      state->sampler.temperature = static_cast<float>(*t);
-    }
-    if (auto p = number_option(o, "topP", "options")) {
-      if (!(*p >= 0 && *p <= 1)) throw Napi::RangeError::New(info.Env(), "options.topP must be in [0, 1]");
-      state->sampler.top_p = static_cast<float>(*p);
-    }
-    if (auto k = number_option(o, "topK", "options")) {
-      if (!is_integer(*k, 0, 2147483647.0)) throw Napi::RangeError::New(info.Env(), "options.topK must be an integer >= 0");
-      state->sampler.top_k = static_cast<int>(*k);
-    }
-    if (auto sd = number_option(o, "seed", "options")) {
-      if (!is_integer(*sd, 0, 9007199254740991.0)) throw Napi::RangeError::New(info.Env(), "options.seed must be an integer >= 0");
-      seed = static_cast<uint64_t>(*sd);
-    }
-    state->use_lora = bool_option(o, "lora", "options").value_or(true);
-    return run_on_mlx(info.Env(), [state, seed](MlxThread&) -> MlxThread::Settle {
-      state->key = mx::random_key(seed);
-      return [state](Napi::Env env) -> Napi::Value { return GeneratorWrap::Wrap(env, state); };
-    });
+    return make_generator(info.Env(), m, std::move(prompts), generator_options_at(info, 1));
   }
 
   // accumulateGradients(batch, { dropoutSeed?, checkpoint? }): Promise<{ loss, tokens }>
@@ -667,6 +720,22 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
   // Parts of quantized triples waiting for a later shard; lives until dispose.
   std::shared_ptr<model::WeightLoader> loader_;
 };
+
+Napi::Value make_generator(Napi::Env env, const ModelRef& m, std::vector<std::vector<int32_t>> prompts,
+                           const GeneratorOptions& g) {
+  size_t longest = 0;
+  for (const auto& p : prompts) longest = std::max(longest, p.size());
+  model::check_batch_sizes(m->config(), static_cast<int>(std::min<size_t>(prompts.size(), 2147483647)),
+                           static_cast<int>(std::min<size_t>(longest, 2147483647)));
+  auto state = std::make_shared<GeneratorState>();
+  state->model = m;
+  state->decoder = std::make_unique<model::BatchDecoder>(m, std::move(prompts), g.sampler, g.use_lora);
+  const uint64_t seed = g.seed;
+  return run_on_mlx(env, [state, seed](MlxThread&) -> MlxThread::Settle {
+    state->decoder->seed(seed);
+    return [state](Napi::Env e) -> Napi::Value { return GeneratorWrap::Wrap(e, state); };
+  });
+}
 
 // createModel(config, build, lora): Promise<Model>
 Napi::Value CreateModel(const Napi::CallbackInfo& info) {

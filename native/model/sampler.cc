@@ -7,10 +7,18 @@
 namespace mlxq::model {
 
 int sample_token(const mlx_array logits, const SamplerOptions& options, Array& key) {
-  if (options.temperature <= 0.0f) {
-    Array best = mx::argmax_axis(logits, 0);
-    return mx::item<int>(best.get());
-  }
+  Array token = sample_token_lazy(logits, options, key);
+  return mx::item<int>(token.get());
+}
+
+namespace {
+
+Array as_token(const mlx_array t) { return mx::reshape(mx::astype(t, MLX_INT32).get(), {1}); }
+
+}  // namespace
+
+Array sample_token_lazy(const mlx_array logits, const SamplerOptions& options, Array& key) {
+  if (options.temperature <= 0.0f) return as_token(mx::argmax_axis(logits, 0).get());
   const int vocab = mx::dim(logits, 0);
   Array l = mx::multiply(logits, mx::scalar(1.0f / options.temperature).get());
   Array neg_inf = mx::scalar(-std::numeric_limits<float>::infinity());
@@ -33,10 +41,9 @@ int sample_token(const mlx_array logits, const SamplerOptions& options, Array& k
     Array kept = mx::where(keep.get(), sorted_logits.get(), neg_inf.get());
     Array choice = mx::random_categorical(kept.get(), 0, sub.get());
     Array token = mx::take_axis(order.get(), mx::reshape(choice.get(), {1}).get(), 0);
-    return mx::item<int>(token.get());
+    return as_token(token.get());
   }
-  Array choice = mx::random_categorical(l.get(), 0, sub.get());
-  return mx::item<int>(choice.get());
+  return as_token(mx::random_categorical(l.get(), 0, sub.get()).get());
 }
 
 }  // namespace mlxq::model

@@ -16,4 +16,7 @@ struct SamplerOptions {
 /** logits: [V] float32. Advances `key`. */
 int sample_token(const mlx_array logits, const SamplerOptions& options, Array& key);
 
+/** The same, unevaluated: a [1] int32 array, so that several rows' draws evaluate together. */
+Array sample_token_lazy(const mlx_array logits, const SamplerOptions& options, Array& key);
+
 }  // namespace mlxq::model
