@@ -2,8 +2,8 @@
  * evaluate(): every arm (the base with LoRA off, and each adapter, switched in one loaded base)
  * scores the references and answers every prompt with the same seed and sampling; optionally a
  * judge compares answers and exported GGUFs are checked against our model; the report is written
- * into `out`. Prompts are generated one at a time: batching them needs a batched KV cache in the
- * native generator.
+ * into `out`. Prompts are generated in batches that share one KV cache (generateBatch); greedy
+ * answers are the tokens each prompt gets alone.
  */
 import { stat } from 'node:fs/promises';
 import { basename, dirname, join, resolve } from 'node:path';
@@ -11,7 +11,7 @@ import { z } from 'zod';
 import { formatKeyPath, problemsFromIssues } from '../config/zod-problems.js';
 import type { Rejection } from '../data/errors.js';
 import type { NativeModel } from '../native.js';
-import { generate } from '../model/generate.js';
+import { DEFAULT_BATCH_SIZE, generateBatch } from '../model/generate-batch.js';
 import { architectureOfModel } from '../model/architecture-of.js';
 import { loadModel, recordedBaseQuantization, type BaseQuantization } from '../model/load-model.js';
 import { ADAPTER_DIR } from '../train/run-folder.js';
@@ -35,6 +35,8 @@ const optionsSchema = z.strictObject({
   seed: z.number().int().min(0).max(2 ** 32 - 1).default(0),
   sampling: z.strictObject({ temperature: z.number().min(0).default(0), topP: z.number().min(0).max(1).default(1), topK: z.number().int().min(0).default(0) }).default({ temperature: 0, topP: 1, topK: 0 }),
   maxTokens: z.number().int().min(1).default(128),
+  /** Prompts generated together in one KV cache. */
+  batchSize: z.number().int().min(1).max(4096).default(DEFAULT_BATCH_SIZE),
   categories: z.array(z.string().min(1)).optional(),
   template: z.string().min(1).optional(),
   quantization: quantizationSchema.optional(),
@@ -160,15 +162,23 @@ interface ArmRun {
   readonly say: (m: string) => void;
 }
 
-/** One arm (already switched in) scores every reference and answers every prompt, one prompt at a time. */
+/**
+ * One arm (already switched in) scores every reference, then answers every prompt in batches. An
+ * answer's `seconds` is its share of its batch's wall time, so an arm's seconds sum to its
+ * generation time and tokens/s is the batched rate.
+ */
 async function runArm({ model, items, results, o, stopTokens, decode, say }: ArmRun, arm: string, lora: boolean): Promise<void> {
   say(`arm ${arm}: ${items.length} prompts`);
-  for (const [k, item] of items.entries()) {
+  const likelihoods = [];
+  for (const item of items) {
     o.signal?.throwIfAborted();
-    const likelihood = item.scored ? await sequenceLikelihood(model, item.scored.tokens, item.scored.mask, lora) : null;
-    const started = performance.now();
-    // The same seed for every arm and prompt: arms differ only by their weights.
-    const g = await generate(model, item.promptTokens, {
+    likelihoods.push(item.scored ? await sequenceLikelihood(model, item.scored.tokens, item.scored.mask, lora) : null);
+  }
+  // The same seed for every arm and prompt: arms differ only by their weights.
+  const answers = await generateBatch(
+    model,
+    items.map((i) => i.promptTokens),
+    {
       maxTokens: o.maxTokens,
       temperature: o.sampling.temperature,
       topP: o.sampling.topP,
@@ -176,13 +186,15 @@ async function runArm({ model, items, results, o, stopTokens, decode, say }: Arm
       seed: o.seed,
       stopTokens,
       lora,
+      batchSize: o.batchSize,
       ...(o.signal ? { signal: o.signal } : {}),
-    });
-    const seconds = (performance.now() - started) / 1000;
-    const output: ArmOutput = { text: decode(g.tokens), tokens: g.tokens, finish_reason: g.finishReason, seconds, likelihood };
+    },
+  );
+  o.signal?.throwIfAborted();
+  for (const [k, g] of answers.entries()) {
+    const output: ArmOutput = { text: decode(g.tokens), tokens: g.tokens, finish_reason: g.finishReason, seconds: g.seconds, likelihood: likelihoods[k]! };
     results[k]!.outputs[arm] = output;
   }
-  o.signal?.throwIfAborted();
 }
 
 /** The export check's inputs, before any model work: the arm exists, the files exist, llama.cpp loads. */
