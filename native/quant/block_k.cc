@@ -17,82 +17,31 @@ namespace {
 constexpr int kSuper = 256;
 constexpr float kGroupMaxEps = 1e-15f;
 
-/**
- * Asymmetric fit x ≈ scale·L + min over one sub-block (ggml's make_qkx2_quants, use_mad false):
- * start from the min/max fit, then try nstep+1 inverse scales (rmin + rdelta·is + nmax)/(max−min)
- * and keep the lowest weighted squared error. `min` is kept ≤ 0; *neg_min receives −min.
- */
-template <int n, int nmax>
-float fit_scale_and_min(const float* x, const float* w, uint8_t* L, float* neg_min, uint8_t* Laux, float rmin,
-                        float rdelta, int nstep) {
-  float min = x[0];
-  float max = x[0];
-  float sum_w = w[0];
-  float sum_x = sum_w * x[0];
-  for (int i = 1; i < n; ++i) {
-    if (x[i] < min) min = x[i];
-    if (x[i] > max) max = x[i];
-    sum_w += w[i];
-    sum_x += w[i] * x[i];
-  }
-  if (min > 0) min = 0;
-  if (max == min) {
-    std::memset(L, 0, n);
-    *neg_min = -min;
-    return 0.0f;
-  }
-  float iscale = nmax / (max - min);
-  float scale = 1 / iscale;
-  float best_error = 0;
-  for (int i = 0; i < n; ++i) {
-    const int l = nearest_int(iscale * (x[i] - min));
-    L[i] = static_cast<uint8_t>(std::max(0, std::min(nmax, l)));
-    const float diff = scale * L[i] + min - x[i];
-    best_error += w[i] * (diff * diff);
-  }
-  // x − min as ggml computes it inside the loop; refreshed whenever a candidate moves min.
-  float shifted[n];
-  for (int i = 0; i < n; ++i) shifted[i] = x[i] - min;
-  for (int is = 0; is <= nstep; ++is) {
-    iscale = (rmin + rdelta * is + nmax) / (max - min);
-    int levels[n];
-    for (int i = 0; i < n; ++i) levels[i] = std::max(0, std::min(nmax, nearest_int(iscale * shifted[i])));
-    float sum_l = 0, sum_l2 = 0, sum_xl = 0;
-    for (int i = 0; i < n; ++i) {
-      const int l = levels[i];
-      Laux[i] = static_cast<uint8_t>(l);
-      sum_l += w[i] * l;
-      sum_l2 += w[i] * l * l;
-      sum_xl += w[i] * l * x[i];
-    }
-    const float D = sum_w * sum_l2 - sum_l * sum_l;
-    if (!(D > 0)) continue;
-    float this_scale = (sum_w * sum_xl - sum_x * sum_l) / D;
-    float this_min = (sum_l2 * sum_x - sum_l * sum_xl) / D;
-    if (this_min > 0) {
-      this_min = 0;
-      this_scale = sum_xl / sum_l2;
-    }
-    float error = 0;
-    for (int i = 0; i < n; ++i) {
-      const float diff = this_scale * Laux[i] + this_min - x[i];
-      error += w[i] * (diff * diff);
-    }
-    if (error < best_error) {
-      std::memcpy(L, Laux, n);
-      best_error = error;
-      scale = this_scale;
-      min = this_min;
-      for (int i = 0; i < n; ++i) shifted[i] = x[i] - min;
-    }
-  }
-  *neg_min = -min;
-  return scale;
+// Four floats or ints in one SIMD register (SSE, NEON), through the GCC/Clang vector extension.
+typedef float Float4 __attribute__((vector_size(16)));
+typedef int32_t Int4 __attribute__((vector_size(16)));
+
+/** ggml's nearest_int in each lane, clamped to [lo, hi]: the scalar steps, lane by lane. */
+inline Int4 nearest_int_clamped(Float4 v, int lo, int hi) {
+  const Float4 shifted = v + 12582912.f;
+  Int4 l = ((Int4)shifted & 0x007FFFFF) - 0x00400000;  // a bit cast between vectors of one size
+  const Int4 below = l < lo;
+  l = (below & lo) | (~below & l);
+  const Int4 above = l > hi;
+  return (above & hi) | (~above & l);
+}
+
+/** The inverse scale ggml tries at step `is` of make_qx_quants: −(nmax + 0.1·is)/max. */
+template <int nmax>
+inline float candidate_iscale(int is, float max) {
+  return -(nmax + 0.1f * is) / max;
 }
 
 /**
  * Symmetric fit x ≈ scale·(L − nmax) over one sub-block with weights x² (ggml's make_qx_quants,
- * rmse_type 1): 19 candidate inverse scales −(nmax + 0.1·is)/max, the best Σlx²/Σl² wins.
+ * rmse_type 1): 19 candidate inverse scales −(nmax + 0.1·is)/max, the best Σlx²/Σl² wins. The
+ * candidates do not depend on each other, so their sums run four to a SIMD register, each lane
+ * adding in ggml's order (the same bits); the choice then scans them in ggml's order.
  */
 template <int n, int nmax>
 float fit_symmetric_scale(const float* x, int8_t* L) {
@@ -109,41 +58,136 @@ float fit_symmetric_scale(const float* x, int8_t* L) {
     std::memset(L, 0, n);
     return 0.0f;
   }
-  auto quant = [](float iscale, float v) { return std::max(-nmax, std::min(nmax - 1, nearest_int(iscale * v))); };
-  // The weights x² and the products x²·x, each rounded as ggml rounds them in every pass.
-  float w[n], wx[n];
-  for (int i = 0; i < n; ++i) {
-    w[i] = x[i] * x[i];
-    wx[i] = w[i] * x[i];
+  constexpr int kVectors = 5;  // candidates is = −9 … 9 in lanes 0 … 18; lane 19 repeats is = 9
+  Float4 iscale[kVectors], sumlx[kVectors], suml2[kVectors];
+  for (int v = 0; v < kVectors; ++v) {
+    for (int lane = 0; lane < 4; ++lane) iscale[v][lane] = candidate_iscale<nmax>(std::min(4 * v + lane - 9, 9), max);
+    sumlx[v] = Float4{0, 0, 0, 0};
+    suml2[v] = Float4{0, 0, 0, 0};
   }
-  float iscale = -nmax / max;
-  float sumlx = 0;
-  float suml2 = 0;
   for (int i = 0; i < n; ++i) {
-    const int l = quant(iscale, x[i]);
-    L[i] = static_cast<int8_t>(l + nmax);
-    sumlx += wx[i] * l;
-    suml2 += w[i] * l * l;
+    // The weight x² and the product x²·x, each rounded as ggml rounds them.
+    const float w = x[i] * x[i];
+    const float wx = w * x[i];
+    for (int v = 0; v < kVectors; ++v) {
+      const Float4 l = __builtin_convertvector(nearest_int_clamped(iscale[v] * x[i], -nmax, nmax - 1), Float4);
+      sumlx[v] += wx * l;
+      suml2[v] += (w * l) * l;
+    }
   }
-  float scale = suml2 != 0 ? sumlx / suml2 : 0.0f;
-  float best = scale * sumlx;
+  float lx[4 * kVectors], l2[4 * kVectors];
+  std::memcpy(lx, sumlx, sizeof lx);
+  std::memcpy(l2, suml2, sizeof l2);
+  // is = 0 is ggml's first fit (its −nmax/max is the same float); the others may replace it in order.
+  float scale = l2[9] != 0 ? lx[9] / l2[9] : 0.0f;
+  float best = scale * lx[9];
+  int chosen = 0;
   for (int is = -9; is <= 9; ++is) {
-    if (is == 0) continue;
-    iscale = -(nmax + 0.1f * is) / max;
-    int levels[n];
-    for (int i = 0; i < n; ++i) levels[i] = quant(iscale, x[i]);
-    sumlx = suml2 = 0;
-    for (int i = 0; i < n; ++i) {
-      sumlx += wx[i] * levels[i];
-      suml2 += w[i] * levels[i] * levels[i];
-    }
-    if (suml2 > 0 && sumlx * sumlx > best * suml2) {
-      for (int i = 0; i < n; ++i) L[i] = static_cast<int8_t>(nmax + levels[i]);
-      scale = sumlx / suml2;
-      best = scale * sumlx;
-    }
+    const int c = is + 9;
+    if (is == 0 || !(l2[c] > 0 && lx[c] * lx[c] > best * l2[c])) continue;
+    chosen = is;
+    scale = lx[c] / l2[c];
+    best = scale * lx[c];
+  }
+  const float chosen_iscale = candidate_iscale<nmax>(chosen, max);
+  for (int i = 0; i < n; ++i) {
+    L[i] = static_cast<int8_t>(nmax + std::max(-nmax, std::min(nmax - 1, nearest_int(chosen_iscale * x[i]))));
   }
   return scale;
+}
+
+inline Float4 select4(Int4 mask, Float4 a, Float4 b) { return (Float4)((mask & (Int4)a) | (~mask & (Int4)b)); }
+inline Int4 select4(Int4 mask, Int4 a, Int4 b) { return (mask & a) | (~mask & b); }
+inline Float4 abs4(Float4 v) { return (Float4)((Int4)v & 0x7FFFFFFF); }
+inline bool any4(Int4 mask) { return (mask[0] | mask[1] | mask[2] | mask[3]) != 0; }
+
+/** Four sub-blocks of 32 values side by side: lane j of value i is x[32·j + i]. */
+struct Lanes32 {
+  Float4 x[32];
+  Float4 w[32];
+};
+
+/**
+ * Asymmetric fit x ≈ scale·L + min (ggml's make_qkx2_quants, use_mad false) of four sub-blocks at
+ * once, one per SIMD lane, each lane doing ggml's scalar steps in ggml's order: start from the
+ * min/max fit, then try nstep+1 inverse scales (rmin + rdelta·is + nmax)/(max−min) and keep the
+ * lowest weighted squared error. A branch of the scalar code is a per-lane select here; a better
+ * candidate moves that lane's min, which the next candidates then start from. `min` is kept ≤ 0;
+ * neg_min receives −min, L the levels (lane j of L[i] for value i of sub-block j).
+ */
+template <int nmax>
+void fit_scale_and_min4(const Lanes32& in, Int4* L, Float4& scale_out, Float4& neg_min, float rmin, float rdelta, int nstep) {
+  constexpr int n = 32;
+  const Float4* x = in.x;
+  const Float4* w = in.w;
+  Float4 min = x[0], max = x[0], sum_w = w[0];
+  Float4 sum_x = sum_w * x[0];
+  for (int i = 1; i < n; ++i) {
+    min = select4(x[i] < min, x[i], min);
+    max = select4(x[i] > max, x[i], max);
+    sum_w += w[i];
+    sum_x += w[i] * x[i];
+  }
+  const Float4 zero = {0, 0, 0, 0};
+  min = select4(min > 0.0f, zero, min);
+  const Int4 flat = max == min;  // ggml returns at once: levels 0, scale 0
+  Float4 iscale = static_cast<float>(nmax) / (max - min);
+  Float4 scale = 1.0f / iscale;
+  Float4 best_error = zero;
+  for (int i = 0; i < n; ++i) {
+    L[i] = nearest_int_clamped(iscale * (x[i] - min), 0, nmax);
+    const Float4 diff = scale * __builtin_convertvector(L[i], Float4) + min - x[i];
+    best_error += w[i] * (diff * diff);
+  }
+  Float4 shifted[n];
+  for (int i = 0; i < n; ++i) shifted[i] = x[i] - min;
+  for (int is = 0; is <= nstep; ++is) {
+    const float numerator = rmin + rdelta * is + nmax;  // all in float, as ggml's expression
+    iscale = numerator / (max - min);
+    Float4 levels[n];
+    Float4 sum_l = zero, sum_l2 = zero, sum_xl = zero;
+    for (int i = 0; i < n; ++i) {
+      const Float4 l = __builtin_convertvector(nearest_int_clamped(iscale * shifted[i], 0, nmax), Float4);
+      levels[i] = l;
+      sum_l += w[i] * l;
+      sum_l2 += w[i] * l * l;
+      sum_xl += w[i] * l * x[i];
+    }
+    const Float4 D = sum_w * sum_l2 - sum_l * sum_l;
+    Float4 this_scale = (sum_w * sum_xl - sum_x * sum_l) / D;
+    Float4 this_min = (sum_l2 * sum_x - sum_l * sum_xl) / D;
+    const Int4 positive_min = this_min > 0.0f;
+    this_min = select4(positive_min, zero, this_min);
+    this_scale = select4(positive_min, sum_xl / sum_l2, this_scale);
+    Float4 error = zero;
+    for (int i = 0; i < n; ++i) {
+      const Float4 diff = this_scale * levels[i] + this_min - x[i];
+      error += w[i] * (diff * diff);
+    }
+    const Int4 better = (D > 0.0f) & (error < best_error) & ~flat;
+    if (!any4(better)) continue;
+    for (int i = 0; i < n; ++i) L[i] = select4(better, __builtin_convertvector(levels[i], Int4), L[i]);
+    best_error = select4(better, error, best_error);
+    scale = select4(better, this_scale, scale);
+    min = select4(better, this_min, min);
+    for (int i = 0; i < n; ++i) shifted[i] = select4(better, x[i] - min, shifted[i]);
+  }
+  const Int4 zeros = {0, 0, 0, 0};
+  for (int i = 0; i < n; ++i) L[i] = select4(flat, zeros, L[i]);
+  scale_out = select4(flat, zero, scale);
+  neg_min = -min;
+}
+
+/** Sub-blocks first … first+3 of a super-block in lanes, with ggml's weights av_x + |x|. */
+void load_lanes(const float* x, int first, Lanes32& lanes) {
+  for (int i = 0; i < 32; ++i) {
+    for (int lane = 0; lane < 4; ++lane) lanes.x[i][lane] = x[32 * (first + lane) + i];
+  }
+  Float4 sum_x2 = {0, 0, 0, 0};
+  for (int i = 0; i < 32; ++i) sum_x2 += lanes.x[i] * lanes.x[i];
+  Float4 av_x;
+  for (int lane = 0; lane < 4; ++lane) av_x[lane] = std::sqrt(sum_x2[lane] / 32);
+  for (int i = 0; i < 32; ++i) lanes.w[i] = av_x + abs4(lanes.x[i]);
 }
 
 /** Eight 6-bit scales and mins in 12 bytes (ggml's get_scale_min_k4 reads them back). */
@@ -166,17 +210,22 @@ void pack_scales_and_mins(const uint8_t* ls, const uint8_t* lm, uint8_t* scales)
  */
 template <int nmax>
 void quantize_scale_min_superblock(const float* x, float rmin, float rdelta, int nstep, uint8_t* head, uint8_t* L) {
-  float scales[8], mins[8], weights[32];
-  uint8_t Laux[32];
+  float scales[8], mins[8];
+  for (int first = 0; first < 8; first += 4) {
+    Lanes32 lanes;
+    load_lanes(x, first, lanes);
+    Int4 levels[32];
+    Float4 scale, neg_min;
+    fit_scale_and_min4<nmax>(lanes, levels, scale, neg_min, rmin, rdelta, nstep);
+    for (int lane = 0; lane < 4; ++lane) {
+      scales[first + lane] = scale[lane];
+      mins[first + lane] = neg_min[lane];
+      for (int i = 0; i < 32; ++i) L[32 * (first + lane) + i] = static_cast<uint8_t>(levels[i][lane]);
+    }
+  }
   float max_scale = 0;
   float max_min = 0;
   for (int j = 0; j < 8; ++j) {
-    const float* xs = x + 32 * j;
-    float sum_x2 = 0;
-    for (int l = 0; l < 32; ++l) sum_x2 += xs[l] * xs[l];
-    const float av_x = std::sqrt(sum_x2 / 32);
-    for (int l = 0; l < 32; ++l) weights[l] = av_x + std::fabs(xs[l]);
-    scales[j] = fit_scale_and_min<32, nmax>(xs, weights, L + 32 * j, &mins[j], Laux, rmin, rdelta, nstep);
     if (scales[j] > max_scale) max_scale = scales[j];
     if (mins[j] > max_min) max_min = mins[j];
   }
