@@ -4,7 +4,8 @@
  * runs in a child process (wall time and peak RSS of that process alone), next to llama.cpp's
  * llama_model_quantize of our F16 file to the same type in the same run at the same thread count,
  * and a plain copy of the output. Then llama.cpp's generation speed with the base alone, the base
- * plus our adapter GGUF, and our fused Q4_K_M. `--layers` cuts the decoder blocks for a quick run
+ * plus our adapter GGUF, and our fused Q4_K_M; and each block encoder alone on one thread against
+ * ggml_quantize_chunk. `--layers` cuts the decoder blocks for a quick run
  * (the largest tensors, embedding and output, keep their full size).
  */
 import { execFile, spawn } from 'node:child_process';
@@ -15,6 +16,7 @@ import { promisify } from 'node:util';
 import { getLlama, LlamaLogLevel, type Llama } from 'node-llama-cpp';
 import type { ExportOptionsInput } from '../lib/export/export-options.js';
 import { LLAMA_FTYPES, llamaQuantizeOracle } from '../test/fixtures/llama-quantize-oracle.js';
+import { encoderRows } from './export-encoders.js';
 import { largestTensorElements, MISTRAL_7B, writeRandomAdapter, writeSourceGguf, type SourceShape } from './export-source.js';
 import type { BenchRow, BenchTable } from './table.js';
 
@@ -159,6 +161,7 @@ export default async function bench(): Promise<BenchTable> {
       sizes.push(`${type} ${(r.bytes / GB).toFixed(2)} GB`);
     }
     await rm(join(work, 'ours-f16.gguf'), { force: true });
+    rows.push(...(await encoderRows((await llamaQuantizeOracle())!)));
     const notes: string[] = [];
     // The adapter half reports what it measured even when a later step fails.
     await adapterRows(work, source, shape, threads, genThreads, rssGoal, rows).catch((error: Error) => notes.push(`adapter and generation rows stopped: ${error.message.split('\n')[0]}`));
@@ -171,6 +174,8 @@ export default async function bench(): Promise<BenchTable> {
         `source: Q4_0 GGUF, output.weight Q6_K, ${(sourceBytes / GB).toFixed(2)} GB, written in ${buildSeconds.toFixed(0)} s; outputs: ${sizes.join(', ')}`,
         `peak RSS goal: 3 × the largest tensor in f32 (${((largestTensorElements(shape) * 4) / GB).toFixed(2)} GB) + 1 GB = ${(rssGoal / GB).toFixed(2)} GB; ours is the exporting process's own maxRSS (Node, MLX and the module graph included)`,
         'our wall time is exportModel() inside its process (Node start-up and module loading excluded); llama_model_quantize and cp are timed as whole processes by /usr/bin/time',
+        'our export transcodes each stored tensor natively (its file bytes read a few rows at a time, decoded with ggml\'s to_float arithmetic, encoded in the same worker); only the adapter\'s delta is computed by MLX',
+        'encoder rows: one thread on both sides, best of 5; ours reads the f32 rows from a cached file, ggml quantizes them from memory',
         `generation: 32 greedy tokens after a 6-token prompt, context 256, CPU, ${genThreads} thread(s) (--gen-threads N)`,
       ],
     };

@@ -1,5 +1,6 @@
 #include "block_types.h"
 
+#include <algorithm>
 #include <cstring>
 #include <stdexcept>
 
@@ -17,12 +18,42 @@ constexpr BlockTypeInfo kTypes[] = {
     {BlockType::Q6_K, "Q6_K", 14, 256, 210},
 };
 
-void encode_f16(const float* x, uint8_t* out, size_t n) {
-  for (size_t i = 0; i < n; ++i) store_u16(out + 2 * i, f32_to_f16(x[i]));
+// Converted a few hundred at a time into an aligned buffer and copied out (GGUF is little-endian,
+// like every target we build for), so the conversion loop vectorizes.
+template <uint16_t (*Convert)(float)>
+void encode_halves(const float* x, uint8_t* out, size_t n) {
+  constexpr size_t kRun = 256;
+  uint16_t halves[kRun];
+  for (size_t start = 0; start < n; start += kRun) {
+    const size_t m = std::min(kRun, n - start);
+    for (size_t i = 0; i < m; ++i) halves[i] = Convert(x[start + i]);
+    std::memcpy(out + 2 * start, halves, 2 * m);
+  }
 }
 
-void encode_bf16(const float* x, uint8_t* out, size_t n) {
-  for (size_t i = 0; i < n; ++i) store_u16(out + 2 * i, f32_to_bf16(x[i]));
+void encode_f16(const float* x, uint8_t* out, size_t n) { encode_halves<f32_to_f16>(x, out, n); }
+
+void encode_bf16(const float* x, uint8_t* out, size_t n) { encode_halves<f32_to_bf16>(x, out, n); }
+
+/**
+ * The first of n 2- or 4-byte floats whose exponent bits are all ones (NaN or infinity), or n:
+ * whole runs are OR-reduced first, so the common all-finite case vectorizes.
+ */
+template <typename Bits>
+size_t first_all_ones_exponent(const uint8_t* data, size_t n, Bits exponent) {
+  constexpr size_t kRun = 256;
+  Bits run[kRun];
+  for (size_t start = 0; start < n; start += kRun) {
+    const size_t m = std::min(kRun, n - start);
+    std::memcpy(run, data + sizeof(Bits) * start, sizeof(Bits) * m);
+    Bits any = 0;
+    for (size_t i = 0; i < m; ++i) any |= static_cast<Bits>((run[i] & exponent) == exponent);
+    if (!any) continue;
+    for (size_t i = 0; i < m; ++i) {
+      if ((run[i] & exponent) == exponent) return start + i;
+    }
+  }
+  return n;
 }
 
 // Offsets of the half fields llama.cpp checks in each block (d, and m or dmin where there is one).
@@ -48,23 +79,9 @@ inline bool half_is_finite(uint16_t h) { return (h & 0x7C00u) != 0x7C00u; }
 
 size_t first_invalid_block(BlockType type, const uint8_t* data, size_t blocks) {
   switch (type) {
-    case BlockType::F32:
-      for (size_t i = 0; i < blocks; ++i) {
-        uint32_t u;
-        std::memcpy(&u, data + 4 * i, 4);
-        if ((u & 0x7F800000u) == 0x7F800000u) return i;
-      }
-      return blocks;
-    case BlockType::F16:
-      for (size_t i = 0; i < blocks; ++i) {
-        if (!half_is_finite(load_u16(data + 2 * i))) return i;
-      }
-      return blocks;
-    case BlockType::BF16:
-      for (size_t i = 0; i < blocks; ++i) {
-        if ((load_u16(data + 2 * i) & 0x7FFFu) >= 0x7F80u) return i;
-      }
-      return blocks;
+    case BlockType::F32: return first_all_ones_exponent<uint32_t>(data, blocks, 0x7F800000u);
+    case BlockType::F16: return first_all_ones_exponent<uint16_t>(data, blocks, 0x7C00u);
+    case BlockType::BF16: return first_all_ones_exponent<uint16_t>(data, blocks, 0x7F80u);
     default: break;
   }
   size_t bytes = 0;
