@@ -6,6 +6,7 @@
 #include <stdexcept>
 
 #include "model/block_context.h"
+#include "model/decode_gemv.h"
 #include "mx.h"
 
 namespace mlxq::model {
@@ -81,10 +82,19 @@ Array Model::decode_block(int index, const mlx_array h_in, const BlockContext& c
   const int b = ctx.batch, l = ctx.length, hd = config_.head_dim;
   const int nh = config_.num_heads, nkv = config_.num_kv_heads;
 
+  // A one-row step multiplies plain projections (dense, no bias, no adapter) by gemv: see cpu_gemv.
+  auto project_row = [&](int p, const mlx_array in) -> Array {
+    const Linear& lin = layer.proj[p];
+    if (!lin.quantized() && lin.bias.empty() && (lora == nullptr || lin.lora_index < 0)) {
+      if (auto y = cpu_gemv(in, lin.w.get())) return mx::reshape(y->get(), {b, l, mx::dim(lin.w.get(), 0)});
+    }
+    return project(layer, p, in, ctx, lora);
+  };
+
   Array x = mx::rms_norm(h_in, layer.attn_norm.get(), config_.rms_norm_eps);
-  Array q = project(layer, Q, x.get(), ctx, lora);
-  Array k = project(layer, K, x.get(), ctx, lora);
-  Array v = project(layer, V, x.get(), ctx, lora);
+  Array q = project_row(Q, x.get());
+  Array k = project_row(K, x.get());
+  Array v = project_row(V, x.get());
   q = mx::transpose(mx::reshape(q.get(), {b, l, nh, hd}).get(), {0, 2, 1, 3});
   k = mx::transpose(mx::reshape(k.get(), {b, l, nkv, hd}).get(), {0, 2, 1, 3});
   v = mx::transpose(mx::reshape(v.get(), {b, l, nkv, hd}).get(), {0, 2, 1, 3});
@@ -99,19 +109,23 @@ Array Model::decode_block(int index, const mlx_array h_in, const BlockContext& c
   Array attn = mx::attention(q.get(), keys.get(), values.get(), 1.0f / std::sqrt(static_cast<float>(hd)),
                              ctx.mask_mode, ctx.mask.empty() ? mlx_array{} : ctx.mask.get());
   attn = mx::reshape(mx::transpose(attn.get(), {0, 2, 1, 3}).get(), {b, l, nh * hd});
-  Array o = project(layer, O, attn.get(), ctx, lora);
+  Array o = project_row(O, attn.get());
   Array h = mx::add(h_in, o.get());
 
   Array x2 = mx::rms_norm(h.get(), layer.mlp_norm.get(), config_.rms_norm_eps);
-  Array g = project(layer, GATE, x2.get(), ctx, lora);
-  Array u = project(layer, UP, x2.get(), ctx, lora);
+  Array g = project_row(GATE, x2.get());
+  Array u = project_row(UP, x2.get());
   Array silu = mx::multiply(g.get(), mx::sigmoid(g.get()).get());
   Array act = mx::multiply(silu.get(), u.get());
-  Array d = project(layer, DOWN, act.get(), ctx, lora);
+  Array d = project_row(DOWN, act.get());
   return mx::add(h.get(), d.get());
 }
 
 Array Model::head_logits(const mlx_array h) const {
+  const bool dense = config_.tie_word_embeddings || (!lm_head_.quantized() && lm_head_.bias.empty());
+  if (dense) {
+    if (auto y = cpu_gemv(h, config_.tie_word_embeddings ? embed_.get() : lm_head_.w.get())) return std::move(*y);
+  }
   Array out;
   if (config_.tie_word_embeddings) {
     Array et = mx::transpose(embed_.get(), {1, 0});
