@@ -4,6 +4,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { generate } from '../../lib/model/generate.js';
 import { batchesByLength, generateBatch } from '../../lib/model/generate-batch.js';
 import { loadModel, type LoadedModel } from '../../lib/model/load-model.js';
+import type { NativeModel } from '../../lib/native.js';
 import { tensor, toTypedArray } from '../../lib/tensor.js';
 import { openLlamaCppOracle } from '../fixtures/llama-cpp-oracle.js';
 import { makeTinyModel, type TinyModel } from '../fixtures/tiny-model.js';
@@ -122,6 +123,30 @@ describe('batched generation', () => {
     await expect(generateBatch(model.native, [[1], []])).rejects.toThrow(/prompts\[1\] holds no token/);
     await expect(generateBatch(model.native, [[1, 300]])).rejects.toThrow(/outside the vocabulary/);
     expect(() => model.native.batchGenerator([])).toThrow(/at least one prompt/);
+  });
+
+  it('an abort between steps ends every running row with the tokens it had', async () => {
+    const full = await generateBatch(model.native, prompts, { maxTokens: 10 });
+    const controller = new AbortController();
+    // The real model, with a generator that aborts the run after its third step.
+    const batchGenerator: NativeModel['batchGenerator'] = async (ps, o) => {
+      const g = await model.native.batchGenerator(ps, o);
+      let steps = 0;
+      return {
+        next: () => g.next(),
+        logits: () => g.logits(),
+        dispose: () => g.dispose(),
+        step: async (finished) => {
+          const out = await g.step(finished);
+          if (++steps === 3) controller.abort();
+          return out;
+        },
+      };
+    };
+    const aborting = { batchGenerator } as unknown as NativeModel;
+    const cut = await generateBatch(aborting, prompts, { maxTokens: 10, signal: controller.signal });
+    expect(cut.map((r) => r.finishReason)).toEqual(prompts.map(() => 'aborted'));
+    expect(cut.map((r) => r.tokens)).toEqual(full.map((r) => r.tokens.slice(0, 3)));
   });
 
   it('groups prompts by length, longest first', () => {
