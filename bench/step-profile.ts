@@ -2,7 +2,7 @@
  * The native model's profiling and loss-chunk methods, typed here until lib/native.ts declares
  * them, and the packed batches and random adapters the profile and the chunked-loss test share.
  */
-import type { NativeBatch, NativeModel } from '../lib/native.js';
+import { native, type NativeBatch, type NativeBuildOptions, type NativeModel } from '../lib/native.js';
 import { tensor, type Tensor } from '../lib/tensor.js';
 
 export interface PhaseCost {
@@ -92,4 +92,24 @@ export async function randomAdapters(model: NativeModel, seed: number, scale = 0
   }
   await model.setLoraParameters(updates);
   for (const t of Object.values(updates)) t.dispose();
+}
+
+/** The fusion switches of NativeBuildOptions, all off: the plain per-op step the fused one is measured against. */
+export const unfused: FusionOptions = { fuseProjections: false, compileElementwise: false, attentionQueryBlock: -1 };
+
+export type FusionOptions = Pick<NativeBuildOptions, 'fuseProjections' | 'compileElementwise' | 'attentionQueryBlock'>;
+
+/**
+ * Runs `build` with `fusion` merged into the build options of every model it creates. bench's
+ * randomModel fixes its build options, so this scopes an override of the addon's createModel.
+ */
+export async function withFusion<T>(fusion: FusionOptions, build: () => Promise<T>): Promise<T> {
+  const addon = native();
+  const original = addon.createModel;
+  addon.createModel = (config, options, lora) => original.call(addon, config, { ...options, ...fusion }, lora);
+  try {
+    return await build();
+  } finally {
+    addon.createModel = original;
+  }
 }

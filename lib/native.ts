@@ -77,6 +77,12 @@ export interface NativeBuildOptions {
   quantGroupSize: number;
   computeDtype: DType;
   kernel: 'quantized-matmul' | 'dequantize-matmul';
+  /** One matmul for q/k/v and one for gate/up over weights concatenated at finalize (default true). */
+  fuseProjections?: boolean;
+  /** SwiGLU and its gradient as mlx_compile'd kernels (default true). */
+  compileElementwise?: boolean;
+  /** Causal attention in query blocks of this many rows; 0 (default): 128 on the CPU, whole on a GPU; -1: whole. */
+  attentionQueryBlock?: number;
 }
 
 export interface NativeLoraOptions {

@@ -249,6 +249,27 @@ Array contiguous(const mlx_array a) {
   return out;
 }
 
+Array concatenate(const std::vector<mlx_array>& arrays, int axis) {
+  VectorArray v(mlx_vector_array_new_data(arrays.data(), arrays.size()));
+  Array out;
+  check(mlx_concatenate_axis(out.out(), v.get(), axis, stream()), "mlx_concatenate_axis");
+  return out;
+}
+
+std::vector<Array> split_sections(const mlx_array a, const Shape& indices, int axis) {
+  VectorArray parts(mlx_vector_array_new());
+  check(mlx_split_sections(parts.out(), a, indices.data(), indices.size(), axis, stream()), "mlx_split_sections");
+  std::vector<Array> out(mlx_vector_array_size(parts.get()));
+  for (size_t i = 0; i < out.size(); ++i) check(mlx_vector_array_get(out[i].out(), parts.get(), i), "mlx_vector_array_get");
+  return out;
+}
+
+Array addmm(const mlx_array c, const mlx_array a, const mlx_array b, float alpha, float beta) {
+  Array out;
+  check(mlx_addmm(out.out(), c, a, b, alpha, beta, stream()), "mlx_addmm");
+  return out;
+}
+
 Array rms_norm(const mlx_array x, const mlx_array weight, float eps) {
   Array out;
   check(mlx_fast_rms_norm(out.out(), x, weight, eps, stream()), "mlx_fast_rms_norm");

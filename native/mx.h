@@ -82,6 +82,11 @@ Array zeros(const Shape& shape, mlx_dtype dtype);
 Array full(const Shape& shape, const mlx_array value, mlx_dtype dtype);
 Array broadcast_to(const mlx_array a, const Shape& shape);
 Array contiguous(const mlx_array a);
+Array concatenate(const std::vector<mlx_array>& arrays, int axis);
+/** Views of a cut at `indices` along `axis` (its gradient is one concatenation, unlike slices'). */
+std::vector<Array> split_sections(const mlx_array a, const Shape& indices, int axis);
+/** beta·c + alpha·(a·b) in one op. */
+Array addmm(const mlx_array c, const mlx_array a, const mlx_array b, float alpha, float beta);
 
 Array rms_norm(const mlx_array x, const mlx_array weight, float eps);
 Array rope(const mlx_array x, int dims, bool traditional, float base, float scale, int offset, const mlx_array freqs);

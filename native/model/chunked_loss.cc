@@ -4,6 +4,7 @@
 #include <vector>
 
 #include "errors.h"
+#include "model/compiled_ops.h"
 #include "mx.h"
 
 namespace mlxq::model {
@@ -16,6 +17,8 @@ struct Head {
   int group_size = 0;
   LinearKernel kernel = LinearKernel::DequantizeMatmul;
   int chunk = 0;
+  /** Compiled softmax-gradient kernels, or null: plain ops. */
+  std::shared_ptr<const CompiledOps> ops;
 };
 
 Array ref_or_empty(const Array& a) { return a.empty() ? Array() : mx::ref(a.get()); }
@@ -105,6 +108,32 @@ Array chunk_logit_grad(const mlx_array z, const mlx_array lse, const mlx_array t
   return mx::multiply(diff.get(), w.get());
 }
 
+struct ChunkLoss {
+  Array ce;
+  Array dz;
+};
+
+/**
+ * Cross-entropy and d loss / d logits of a chunk with one exp pass: e = exp(z − max) feeds both
+ * the log-sum-exp (max + log Σe) and the softmax (e / Σe), each a compiled kernel over [c, V].
+ */
+ChunkLoss fused_chunk_loss(const CompiledOps& ops, const mlx_array z, const mlx_array targets, const mlx_array weight) {
+  Array m = mx::max_axis(z, -1, true);
+  Array e = ops.shifted_exp(z, m.get());
+  Array total = mx::sum_axis(e.get(), -1, true);
+  Array log_total = mx::log(total.get());
+  Array lse = mx::add(m.get(), log_total.get());
+  Array idx = mx::expand_dims(targets, -1);
+  Array picked = mx::take_along_axis(z, idx.get(), -1);
+  Array ce_col = mx::subtract(lse.get(), picked.get());
+  Array w = mx::expand_dims(weight, -1);
+  Array f = mx::divide(w.get(), total.get());
+  Array columns = mx::arange(0, mx::dim(z, 1), MLX_INT32);
+  Array columns_row = mx::expand_dims(columns.get(), 0);
+  Array dz = ops.logit_grad(e.get(), f.get(), w.get(), idx.get(), columns_row.get());
+  return {mx::squeeze(ce_col.get(), -1), std::move(dz)};
+}
+
 struct ChunkedResult {
   Array loss;
   Array dh;  // d loss / d h for a cotangent of 1, when asked for
@@ -124,6 +153,17 @@ ChunkedResult run_chunks(const Head& hd, const mlx_array h, const mlx_array targ
     Array rows = mx::slice(h, {s.start, 0}, {s.stop, d});
     Array x = after(rows.get(), previous);
     Array z = chunk_logits(hd, dense, x.get());
+    if (gradient && hd.ops) {
+      Array t = mx::slice(targets, {s.start}, {s.stop});
+      Array w = mx::slice(mask, {s.start}, {s.stop});
+      ChunkLoss cl = fused_chunk_loss(*hd.ops, z.get(), t.get(), w.get());
+      Array dz_c = mx::astype(cl.dz.get(), dtype);
+      Array dx = chunk_input_grad(hd, dense, dz_c.get());
+      previous = mx::ref(dx.get());
+      grads.push_back(std::move(dx));
+      ces.push_back(std::move(cl.ce));
+      continue;
+    }
     Array lse = mx::logsumexp_axis(z.get(), -1, false);
     Array t = mx::slice(targets, {s.start}, {s.stop});
     Array idx = mx::expand_dims(t.get(), -1);
@@ -186,9 +226,9 @@ int run_vjp(mlx_vector_array* out, const mlx_vector_array primals, const mlx_vec
   }
 }
 
-Head* head_of(const Linear& l, LinearKernel kernel, int chunk) {
+Head* head_of(const Linear& l, LinearKernel kernel, int chunk, std::shared_ptr<const CompiledOps> ops) {
   auto* hd = new Head{mx::ref(l.w.get()), ref_or_empty(l.scales), ref_or_empty(l.biases), ref_or_empty(l.bias),
-                      l.bits, l.group_size, kernel, chunk};
+                      l.bits, l.group_size, kernel, chunk, std::move(ops)};
   return hd;
 }
 
@@ -204,14 +244,15 @@ int default_loss_chunk_tokens(int vocab) {
 }
 
 Array chunked_cross_entropy_sum(const mlx_array h, const Linear& head, LinearKernel kernel, const mlx_array targets,
-                                const mlx_array mask, int chunk_tokens, bool differentiable) {
+                                const mlx_array mask, int chunk_tokens, bool differentiable,
+                                std::shared_ptr<const CompiledOps> ops) {
   if (chunk_tokens <= 0) throw std::invalid_argument("the loss chunk must hold at least one token");
   if (!differentiable) {
     Head hd{mx::ref(head.w.get()), ref_or_empty(head.scales), ref_or_empty(head.biases), ref_or_empty(head.bias),
-            head.bits, head.group_size, kernel, chunk_tokens};
+            head.bits, head.group_size, kernel, chunk_tokens, nullptr};
     return std::move(run_chunks(hd, h, targets, mask, false).loss);
   }
-  Closure fn(mlx_closure_new_func_payload(&run_forward, head_of(head, kernel, chunk_tokens), &delete_head));
+  Closure fn(mlx_closure_new_func_payload(&run_forward, head_of(head, kernel, chunk_tokens, std::move(ops)), &delete_head));
   ClosureCustom vjp(mlx_closure_custom_new_func_payload(&run_vjp, nullptr, nullptr));
   Closure custom;
   check(mlx_custom_vjp(custom.out(), fn.get(), vjp.get()), "mlx_custom_vjp");

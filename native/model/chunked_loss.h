@@ -8,20 +8,26 @@
 // is frozen here (LoRA never adapts it).
 #pragma once
 
+#include <memory>
+
 #include "handles.h"
 #include "model/config.h"
 #include "model/linear.h"
 
 namespace mlxq::model {
 
+class CompiledOps;
+
 /** Tokens per chunk that keep one chunk's float32 logits near 8 MiB. */
 int default_loss_chunk_tokens(int vocab);
 
 /**
+ * With `ops` (compiled kernels) the differentiable path takes one exp pass a chunk instead of two.
  * Σ mask·(logsumexp(z) − z[target]) with z = float32(h·Wᵀ + bias) for h [N, D] (compute dtype),
  * targets [N] int32, mask [N] float32; the same roundings as materialising all of z at once.
  */
 Array chunked_cross_entropy_sum(const mlx_array h, const Linear& head, LinearKernel kernel, const mlx_array targets,
-                                const mlx_array mask, int chunk_tokens, bool differentiable);
+                                const mlx_array mask, int chunk_tokens, bool differentiable,
+                                std::shared_ptr<const CompiledOps> ops = nullptr);
 
 }  // namespace mlxq::model

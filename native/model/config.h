@@ -42,6 +42,19 @@ struct BuildOptions {
   int quant_group_size = 64;
   mlx_dtype compute_dtype = MLX_FLOAT32;
   LinearKernel kernel = LinearKernel::QuantizedMatmul;
+  /**
+   * q/k/v and gate/up each run as one matmul over weights concatenated at finalize (the separate
+   * projections become views of them, so nothing is stored twice); false runs them one by one.
+   */
+  bool fuse_projections = true;
+  /** SwiGLU and its gradient as mlx_compile'd kernels under a custom VJP; false: plain ops. */
+  bool compile_elementwise = true;
+  /**
+   * Causal attention in query blocks of this many rows, each against the keys up to its last row,
+   * so the masked upper triangle is mostly never computed (it dominates on the CPU backend, which
+   * has no fused attention kernel); 0 picks 128 on the CPU and whole attention on a GPU; -1: whole.
+   */
+  int attention_query_block = 0;
 };
 
 struct LoraOptions {

@@ -1,10 +1,12 @@
 // The decoder's forward pass and loss.
 #include <cmath>
 #include <memory>
+#include <string>
 
 #include "model/block_context.h"
 #include "model/chunked_loss.h"
 #include "model/cross_entropy.h"
+#include "model/fused_attention.h"
 #include "model/phase_probe.h"
 #include "mx.h"
 
@@ -63,6 +65,12 @@ Array Model::project(const Layer& layer, int p, const mlx_array x, const BlockCo
   const Linear& l = layer.proj[p];
   Array y = linear_base(l, x, build_.kernel);
   mark_phase(p <= O ? "attention projections (base)" : "MLP projections (base)", {y.get()});
+  return add_lora(layer, p, x, std::move(y), ctx, lora);
+}
+
+Array Model::add_lora(const Layer& layer, int p, const mlx_array x, Array y, const BlockContext& ctx,
+                      const std::vector<mlx_array>* lora) const {
+  const Linear& l = layer.proj[p];
   if (lora == nullptr || l.lora_index < 0) return y;
   mlx_array a = (*lora)[l.lora_index];
   mlx_array bm = (*lora)[l.lora_index + 1];
@@ -95,9 +103,8 @@ Array Model::block(int index, const mlx_array h_in, const BlockContext& ctx, con
 
   Array x = mx::rms_norm(h_in, layer.attn_norm.get(), config_.rms_norm_eps);
   mark_phase("norms", {x.get()});
-  Array q = project(layer, Q, x.get(), ctx, lora);
-  Array k = project(layer, K, x.get(), ctx, lora);
-  Array v = project(layer, V, x.get(), ctx, lora);
+  auto qkv = project_group(layer, Q, 3, x.get(), ctx, lora);
+  Array q = std::move(qkv[0]), k = std::move(qkv[1]), v = std::move(qkv[2]);
   q = mx::reshape(q.get(), {b, l, nh, hd});
   k = mx::reshape(k.get(), {b, l, nkv, hd});
   v = mx::reshape(v.get(), {b, l, nkv, hd});
@@ -116,8 +123,15 @@ Array Model::block(int index, const mlx_array h_in, const BlockContext& ctx, con
     cache.keys[index] = mx::ref(k.get());
     cache.values[index] = mx::ref(v.get());
   }
-  Array attn = mx::attention(q.get(), k.get(), v.get(), 1.0f / std::sqrt(static_cast<float>(hd)), ctx.mask_mode,
-                             ctx.mask.empty() ? mlx_array{} : ctx.mask.get());
+  const float scale = 1.0f / std::sqrt(static_cast<float>(hd));
+  const int block_rows = attention_block_rows(build_);
+  const bool square = mx::dim(k.get(), 2) == l;
+  const std::string mode = ctx.mask_mode;
+  Array attn = block_rows > 0 && block_rows < l && square && (mode == "causal" || mode == "array")
+                   ? blocked_causal_attention(q.get(), k.get(), v.get(), scale, ctx.mask_mode,
+                                              ctx.mask.empty() ? mlx_array{} : ctx.mask.get(), block_rows)
+                   : mx::attention(q.get(), k.get(), v.get(), scale, ctx.mask_mode,
+                                   ctx.mask.empty() ? mlx_array{} : ctx.mask.get());
   mark_phase("attention (scores, softmax, values)", {attn.get()});
   attn = mx::transpose(attn.get(), {0, 2, 1, 3});
   attn = mx::reshape(attn.get(), {b, l, nh * hd});
@@ -127,11 +141,8 @@ Array Model::block(int index, const mlx_array h_in, const BlockContext& ctx, con
 
   Array x2 = mx::rms_norm(h.get(), layer.mlp_norm.get(), config_.rms_norm_eps);
   mark_phase("norms", {x2.get()});
-  Array g = project(layer, GATE, x2.get(), ctx, lora);
-  Array u = project(layer, UP, x2.get(), ctx, lora);
-  Array sg = mx::sigmoid(g.get());
-  Array silu = mx::multiply(g.get(), sg.get());
-  Array act = mx::multiply(silu.get(), u.get());
+  auto gu = project_group(layer, GATE, 2, x2.get(), ctx, lora);
+  Array act = swiglu(gu[0].get(), gu[1].get());
   mark_phase("SwiGLU", {act.get()});
   Array d = project(layer, DOWN, act.get(), ctx, lora);
   Array out = mx::add(h.get(), d.get());
@@ -249,7 +260,7 @@ std::pair<Array, Array> Model::loss(const Batch& batch, const mlx_array targets,
   if (config_.tie_word_embeddings) tied.w = mx::ref(embed_.get());
   const Linear& head = config_.tie_word_embeddings ? tied : lm_head_;
   Array loss = chunked_cross_entropy_sum(rows.get(), head, build_.kernel, t1.get(), m1.get(), chunk,
-                                         options.differentiable);
+                                         options.differentiable, compiled_ops());
   mark_phase("LM head and loss (chunked)", {loss.get(), count.get()});
   return {std::move(loss), std::move(count)};
 }

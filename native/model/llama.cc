@@ -209,6 +209,7 @@ void Model::finalize() {
   for (int i = 0; i < half; ++i) inv[i] = 1.0f / periods[i];
   rope_periods_ = mx::from_data(periods.data(), {half}, MLX_FLOAT32);
   rope_inv_freqs_ = mx::from_data(inv.data(), {half}, MLX_FLOAT32);
+  fuse_projections();
 
   // LoRA: A ~ U(±1/√in) (Kaiming-uniform with a = √5, as mlx-lm and PEFT), B = 0.
   if (lora_.rank > 0) {

@@ -5,6 +5,7 @@
 
 #include <array>
 #include <map>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -24,7 +25,16 @@ struct Layer {
   Array attn_norm;
   Array mlp_norm;
   std::array<Linear, kNumProj> proj;
+  /**
+   * q/k/v and gate/up weights concatenated along the output axis (empty when not fused); proj[Q..V]
+   * and proj[GATE], proj[UP] are then views of them, sharing their memory.
+   */
+  Linear qkv;
+  Linear gate_up;
 };
+
+/** mlx_compile'd elementwise kernels of a model (compiled_ops.cc). */
+class CompiledOps;
 
 struct KVCache {
   std::vector<Array> keys;
@@ -162,6 +172,21 @@ class Model {
   Array decode_block(int index, const mlx_array h, const BlockContext& ctx, const mlx_array rope_offsets,
                      SteppedKVCache& cache, const std::vector<mlx_array>* lora) const;
   Array head_logits(const mlx_array h) const;
+  /** Concatenates q/k/v and gate/up of every layer where their layouts agree (fused_projections.cc). */
+  void fuse_projections();
+  /**
+   * Projections first..first+count-1 of a layer from its fused weight (one matmul; LoRA A's of the
+   * group concatenated in the graph), split after the matmul; falls back to project() per member.
+   */
+  std::vector<Array> project_group(const Layer& l, int first, int count, const mlx_array x, const BlockContext& ctx,
+                                   const std::vector<mlx_array>* lora) const;
+  /** y + the LoRA branch of projection p over x (with its dropout); y when p has no adapter. */
+  Array add_lora(const Layer& l, int p, const mlx_array x, Array y, const BlockContext& ctx,
+                 const std::vector<mlx_array>* lora) const;
+  /** The model's compiled kernels, made on first use; null when the build options turn compiling off. */
+  std::shared_ptr<const CompiledOps> compiled_ops() const;
+  /** silu(g)·u, compiled when the build options say so. */
+  Array swiglu(const mlx_array g, const mlx_array u) const;
 
   ModelConfig config_;
   BuildOptions build_;
@@ -177,6 +202,8 @@ class Model {
   bool lora_enabled_ = true;
   bool finalized_ = false;
   int loss_chunk_tokens_ = -1;
+  /** Created on first use on the MLX thread; released with the model. */
+  mutable std::shared_ptr<CompiledOps> compiled_;
 };
 
 }  // namespace mlxq::model
