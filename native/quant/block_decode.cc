@@ -8,6 +8,10 @@
 #include <cstring>
 #include <stdexcept>
 
+#if defined(__x86_64__)
+#include <immintrin.h>
+#endif
+
 #include "float_bits.h"
 
 namespace mlxq::quant {
@@ -25,8 +29,26 @@ constexpr DecodeTypeInfo kDecodeTypes[] = {
 
 inline float half_at(const uint8_t* p) { return f16_to_f32(load_u16(p)); }
 
-void decode_f16(const uint8_t* x, float* y, size_t n) {
+void decode_f16_scalar(const uint8_t* x, float* y, size_t n) {
   for (size_t i = 0; i < n; ++i) y[i] = f16_to_f32(load_u16(x + 2 * i));
+}
+
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+// F16C widens halves exactly, as f16_to_f32 does (a signalling NaN comes out quiet, and NaN is
+// refused after decoding anyway), eight at a time. Chosen at run time: the addon targets baseline x86-64.
+__attribute__((target("avx,f16c"))) void decode_f16_f16c(const uint8_t* x, float* y, size_t n) {
+  size_t i = 0;
+  for (; i + 8 <= n; i += 8) _mm256_storeu_ps(y + i, _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(x + 2 * i))));
+  decode_f16_scalar(x + 2 * i, y + i, n - i);
+}
+#endif
+
+void decode_f16(const uint8_t* x, float* y, size_t n) {
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+  static const bool f16c = __builtin_cpu_supports("avx") && __builtin_cpu_supports("f16c");
+  if (f16c) return decode_f16_f16c(x, y, n);
+#endif
+  decode_f16_scalar(x, y, n);
 }
 
 void decode_bf16(const uint8_t* x, float* y, size_t n) {

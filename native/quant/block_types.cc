@@ -2,6 +2,10 @@
 
 #include <algorithm>
 #include <cstring>
+
+#if defined(__x86_64__)
+#include <immintrin.h>
+#endif
 #include <stdexcept>
 
 #include "float_bits.h"
@@ -31,7 +35,31 @@ void encode_halves(const float* x, uint8_t* out, size_t n) {
   }
 }
 
-void encode_f16(const float* x, uint8_t* out, size_t n) { encode_halves<f32_to_f16>(x, out, n); }
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+// The F16C instruction rounds to nearest even as f32_to_f16 does, so for every finite float
+// (the only ones encoded: NaN and infinity are refused first) it gives the same bits, eight at a
+// time. Chosen at run time: the addon is built for baseline x86-64.
+__attribute__((target("avx,f16c"))) void encode_f16_f16c(const float* x, uint8_t* out, size_t n) {
+  size_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    const __m128i h = _mm256_cvtps_ph(_mm256_loadu_ps(x + i), _MM_FROUND_TO_NEAREST_INT);
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(out + 2 * i), h);
+  }
+  for (; i < n; ++i) store_u16(out + 2 * i, f32_to_f16(x[i]));
+}
+
+bool has_f16c() {
+  static const bool yes = __builtin_cpu_supports("avx") && __builtin_cpu_supports("f16c");
+  return yes;
+}
+#endif
+
+void encode_f16(const float* x, uint8_t* out, size_t n) {
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+  if (has_f16c()) return encode_f16_f16c(x, out, n);
+#endif
+  encode_halves<f32_to_f16>(x, out, n);
+}
 
 void encode_bf16(const float* x, uint8_t* out, size_t n) { encode_halves<f32_to_bf16>(x, out, n); }
 
