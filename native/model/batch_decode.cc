@@ -1,6 +1,7 @@
 #include "model/batch_decode.h"
 
 #include <algorithm>
+#include <cmath>
 #include <stdexcept>
 
 #include "mx.h"
@@ -38,6 +39,67 @@ Array BatchDecoder::prefill_tokens() {
     std::copy(p.begin(), p.end(), flat.begin() + static_cast<std::ptrdiff_t>(i * length + rows_[i].pad));
   }
   return mx::from_data(flat.data(), {static_cast<int>(rows_.size()), static_cast<int>(length)}, MLX_INT32);
+}
+
+namespace {
+
+/** One concatenation of many arrays (pairwise concatenation would copy the first ones again and again). */
+Array concatenate_all(const std::vector<Array>& parts, int axis) {
+  std::vector<mlx_array> raw;
+  for (const Array& a : parts) raw.push_back(a.get());
+  VectorArray vec(mlx_vector_array_new_data(raw.data(), raw.size()));
+  Array out;
+  check(mlx_concatenate_axis(out.out(), vec.get(), axis, mx::stream()), "mlx_concatenate_axis");
+  return out;
+}
+
+constexpr double kPrefillScoreBytes = 256.0 * 1024 * 1024;
+
+}  // namespace
+
+int BatchDecoder::prefill_rows_per_pass() const {
+  size_t length = 0;
+  for (const Row& r : rows_) length = std::max(length, prompts_[r.prompt].size());
+  const double per_row = 4.0 * static_cast<double>(length) * static_cast<double>(length) * model_->config().num_heads;
+  const double rows = std::floor(kPrefillScoreBytes / std::max(per_row, 1.0));
+  return static_cast<int>(std::clamp(rows, 1.0, static_cast<double>(std::max<size_t>(rows_.size(), 1))));
+}
+
+Array BatchDecoder::prefill(const std::vector<mlx_array>* lora) {
+  Array tokens = prefill_tokens();
+  std::vector<int> pads;
+  for (const Row& r : rows_) pads.push_back(r.pad);
+  const int batch = static_cast<int>(rows_.size()), length = mx::dim(tokens.get(), 1);
+  const int per_pass = prefill_rows_per_pass();
+  if (per_pass >= batch) return model_->decode_logits(tokens.get(), cache_, pads, lora);
+  // Row groups one after another, each written into the batch's cache buffers, so the peak holds
+  // one group's attention scores and the cache once.
+  std::vector<Array> logits;
+  for (int r0 = 0; r0 < batch; r0 += per_pass) {
+    const int r1 = std::min(batch, r0 + per_pass);
+    Array part = mx::slice(tokens.get(), {r0, 0}, {r1, length});
+    SteppedKVCache group;
+    group.step = cache_.step;
+    logits.push_back(model_->decode_logits(part.get(), group, std::vector<int>(pads.begin() + r0, pads.begin() + r1), lora));
+    std::vector<mlx_array> pending{logits.back().get()};
+    if (cache_.keys.empty()) {
+      cache_.keys.resize(group.keys.size());
+      cache_.values.resize(group.values.size());
+    }
+    for (std::vector<Array>* side : {&cache_.keys, &cache_.values}) {
+      std::vector<Array>& from = side == &cache_.keys ? group.keys : group.values;
+      for (size_t l = 0; l < side->size(); ++l) {
+        auto s = mx::shape_of(from[l].get());
+        Array& buffer = (*side)[l];
+        if (buffer.empty()) buffer = mx::zeros({batch, s[1], s[2], s[3]}, mx::dtype_of(from[l].get()));
+        buffer = mx::slice_update(buffer.get(), from[l].get(), {r0, 0, 0, 0}, {r1, s[1], s[2], s[3]});
+        pending.push_back(buffer.get());
+      }
+    }
+    mx::eval(pending);
+    cache_.offset = group.offset;
+  }
+  return concatenate_all(logits, 0);
 }
 
 Array BatchDecoder::sample(const mlx_array logits) {
@@ -96,18 +158,21 @@ std::vector<int32_t> BatchDecoder::step(const std::vector<int>& finished) {
   std::vector<int32_t> out(prompts_.size(), -1);
   if (rows_.empty()) return out;
   const int batch = static_cast<int>(rows_.size());
-  Array tokens;
+  std::vector<mlx_array> lora = model_->lora_views();
+  const std::vector<mlx_array>* adapters = use_lora_ ? &lora : nullptr;
+  Array logits;
   if (!started_) {
-    tokens = prefill_tokens();
+    logits = prefill(adapters);
   } else {
     std::vector<int32_t> last;
-    for (const Row& r : rows_) last.push_back(r.last);
-    tokens = mx::from_data(last.data(), {batch, 1}, MLX_INT32);
+    std::vector<int> pads;
+    for (const Row& r : rows_) {
+      last.push_back(r.last);
+      pads.push_back(r.pad);
+    }
+    Array tokens = mx::from_data(last.data(), {batch, 1}, MLX_INT32);
+    logits = model_->decode_logits(tokens.get(), cache_, pads, adapters);
   }
-  std::vector<int> pads;
-  for (const Row& r : rows_) pads.push_back(r.pad);
-  std::vector<mlx_array> lora = model_->lora_views();
-  Array logits = model_->decode_logits(tokens.get(), cache_, pads, use_lora_ ? &lora : nullptr);
   Array next = sample(logits.get());
   last_logits_ = std::move(logits);
   // The cache is evaluated with the tokens so the graph does not grow with every step.

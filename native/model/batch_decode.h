@@ -31,6 +31,11 @@ class BatchDecoder {
   int longest_prompt() const;
   /** MLX thread: the float32 logits the last step sampled from, [running rows, vocab] in prompt order. */
   Array last_logits() const;
+  /**
+   * Rows whose prefill runs in one pass: their [heads, length, length] attention scores together
+   * stay within what one prompt alone needs or 256 MiB, whichever is more.
+   */
+  int prefill_rows_per_pass() const;
   /** Rows still in the batch (the cache's batch dimension). */
   int running() const { return static_cast<int>(rows_.size()); }
 
@@ -44,6 +49,8 @@ class BatchDecoder {
   };
   void drop(const std::vector<int>& finished);
   Array prefill_tokens();
+  /** Pads the prompts and runs their prefill, in row groups when their attention scores are large. */
+  Array prefill(const std::vector<mlx_array>* lora);
   Array sample(const mlx_array logits);
 
   std::shared_ptr<const Model> model_;

@@ -220,7 +220,7 @@ class GeneratorWrap : public Napi::ObjectWrap<GeneratorWrap> {
   }
   /** MLX thread: one step; the prefill (the first) is the pass with [length, length] score matrices. */
   static std::vector<int32_t> run_step(MlxThread& mlx, GeneratorState& state, const std::vector<int>& finished) {
-    if (!state.started) check_attention(mlx, *state.model, state.decoder->running(), state.decoder->longest_prompt());
+    if (!state.started) check_attention(mlx, *state.model, state.decoder->prefill_rows_per_pass(), state.decoder->longest_prompt());
     state.started = true;
     return state.decoder->step(finished);
   }

@@ -157,7 +157,7 @@ describe('batched generation', () => {
 describe('batched generation: adapters, sliding window, the cache step', () => {
   let tiny: TinyModel;
   beforeAll(async () => {
-    tiny = await makeTinyModel({ layers: 2, hidden: 64, heads: 4, kvHeads: 2, intermediate: 128, vocab: 300, seed: 21, ggufType: 'F32', contextLength: 1024 });
+    tiny = await makeTinyModel({ layers: 2, hidden: 64, heads: 4, kvHeads: 2, intermediate: 128, vocab: 300, seed: 21, ggufType: 'F32', contextLength: 4096 });
   }, 60_000);
   afterAll(async () => tiny?.cleanup());
 
@@ -203,6 +203,19 @@ describe('batched generation: adapters, sliding window, the cache step', () => {
       const ours = await generateBatch(model.native, prompts, { maxTokens: 300, stopTokens });
       expect(ours.map((r) => r.tokens)).toEqual(expected.map((r) => r.tokens));
       expect(ours.map((r) => r.finishReason)).toEqual(expected.map((r) => r.finishReason));
+    } finally {
+      model.dispose();
+    }
+  }, 120_000);
+
+  it('long prompts prefill in row groups (their attention scores would pass 256 MiB at once) with the same tokens', async () => {
+    const model = await loadModel(tiny.ggufPath, { quantization: 'none' });
+    try {
+      // 4 heads × 3000² float32 scores = 144 MB a row: two rows would pass 256 MiB.
+      const long = [3000, 2950, 40].map((n, p) => [1, ...Array.from({ length: n - 1 }, (_, i) => 3 + ((p * 31 + i * 17) % 290))]);
+      const expected = await alone(model, { maxTokens: 6 }, long);
+      const ours = await generateBatch(model.native, long, { maxTokens: 6 });
+      expect(ours.map((r) => r.tokens)).toEqual(expected.map((r) => r.tokens));
     } finally {
       model.dispose();
     }
