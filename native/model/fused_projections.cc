@@ -89,10 +89,11 @@ std::vector<Array> Model::project_group(const Layer& layer, int first, int count
   const int n = static_cast<int>(mlx_array_size(x) / static_cast<size_t>(shape.back()));
   Array x2 = mx::reshape(x, {n, shape.back()});
   Array y = linear_base(fused, x2.get(), build_.kernel);
-  mark_phase(first == Q ? "attention projections (base)" : "MLP projections (base)", {y.get()});
   mx::Shape cuts;
   for (int p = first, at = 0; p < first + count - 1; ++p) cuts.push_back(at += layer.proj[p].out);
   out = mx::split_sections(y.get(), cuts, 1);
+  // One mark per projection, as the unfused path charges them; the first one evaluates the matmul.
+  for (const Array& part : out) mark_phase(first == Q ? "attention projections (base)" : "MLP projections (base)", {part.get()});
 
   std::vector<int> adapted;
   if (lora != nullptr) {
@@ -116,8 +117,8 @@ std::vector<Array> Model::project_group(const Layer& layer, int first, int count
       mlx_array b = (*lora)[layer.proj[p].lora_index + 1];
       Array& part = out[p - first];
       part = mx::addmm(part.get(), as.size() == 1 ? xa.get() : xas[i].get(), b, lora_.scale, 1.0f);
+      mark_phase("LoRA branches", {part.get()});
     }
-    mark_phase("LoRA branches", {out[adapted.back() - first].get()});
   }
   for (int p = first; p < first + count; ++p) {
     mx::Shape s = shape;
