@@ -85,14 +85,28 @@ async function stepWalls(model: ProfilingModel, batch: NativeBatch): Promise<{ c
   return best;
 }
 
-/** Fastest of three accumulateGradients calls of each model, alternating, chunked loss: plain / fused. */
-async function fusionWalls(plain: ProfilingModel, fused: ProfilingModel, batch: NativeBatch): Promise<{ plain: number; fused: number }> {
-  const best = { plain: Infinity, fused: Infinity };
+interface FusionWalls {
+  plain: number;
+  fused: number;
+  /** The process's CPU seconds (user + system, every thread) of the same calls, fewest of three. */
+  plainCpu: number;
+  fusedCpu: number;
+}
+
+/**
+ * Fastest of three accumulateGradients calls of each model, alternating, chunked loss: plain /
+ * fused; with the CPU time they took, which other processes' load inflates less than wall time.
+ */
+async function fusionWalls(plain: ProfilingModel, fused: ProfilingModel, batch: NativeBatch): Promise<FusionWalls> {
+  const best = { plain: Infinity, fused: Infinity, plainCpu: Infinity, fusedCpu: Infinity };
   for (let i = 0; i < 3; i++) {
     for (const [key, model] of [['plain', plain], ['fused', fused]] as const) {
       const start = performance.now();
+      const cpu = process.cpuUsage();
       await model.accumulateGradients(batch);
+      const used = process.cpuUsage(cpu);
       best[key] = Math.min(best[key], (performance.now() - start) / 1000);
+      best[`${key}Cpu`] = Math.min(best[`${key}Cpu`], (used.user + used.system) / 1e6);
       await model.clearGradients();
     }
   }
@@ -154,7 +168,7 @@ function phaseRows(p: StepProfile, label: string): BenchRow[] {
 interface Measured {
   profiles: Record<'chunked' | 'whole' | 'plain', StepProfile>;
   stepWall: { chunked: number; whole: number };
-  fusion: { plain: number; fused: number };
+  fusion: FusionWalls;
   loop: LoopCosts;
   host: number;
   equal: { loss: number; grads: number };
@@ -197,6 +211,8 @@ function benchRows(r: Measured, rate: number, flops: number): BenchRow[] {
     { name: 'accumulateGradients wall, whole logits (best of 2)', value: stepWall.whole, unit: 's', baseline: stepWall.chunked, baselineLabel: 'chunked' },
     { name: 'accumulateGradients wall, unfused (best of 3)', value: fusion.plain, unit: 's' },
     { name: 'accumulateGradients wall, fused (best of 3)', value: fusion.fused, unit: 's', baseline: fusion.plain, baselineLabel: 'unfused' },
+    { name: 'accumulateGradients CPU time, unfused (least of 3)', value: fusion.plainCpu, unit: 'CPU s' },
+    { name: 'accumulateGradients CPU time, fused (least of 3)', value: fusion.fusedCpu, unit: 'CPU s', baseline: fusion.plainCpu, baselineLabel: 'unfused' },
     { name: 'f32 matmul rate (2048×512 · 512×1536)', value: rate / 1e9, unit: 'GFLOP/s' },
     { name: 'MFU, unfused (best wall + optimizer)', value: mfuOf(fusion.plain), unit: 'of f32 matmul' },
     { name: 'MFU, fused (best wall + optimizer)', value: mfuOf(fusion.fused), unit: 'of f32 matmul', baseline: 0.169, baselineLabel: 'issue', goal: { op: '>=', target: 0.4 / 0.169 } },
@@ -239,6 +255,7 @@ export default async function bench(): Promise<BenchTable> {
         `Loss chunk: automatic (2^21 float32 logits a chunk, ${Math.floor(2 ** 21 / config.vocabSize)} tokens here); whole logits are ${((tokens * config.vocabSize * 4) / MiB).toFixed(0)} MiB in float32, and so is their gradient.`,
         `Fused (the default build): q/k/v and gate/up as one matmul each, LoRA A's of a group in one matmul and added by addmm, SwiGLU and the loss's softmax gradient compiled, causal attention in query blocks (attentionQueryBlock 0: 128 rows on the CPU). Unfused: ${JSON.stringify(unfused)}, the same weights' per-op step, measured alternately in this run.`,
         `MFU: ${(flops / 1e9).toFixed(1)} GFLOP per step (bench/random-model.ts loraStepFlops) / (best accumulateGradients wall + optimizer) / the f32 matmul rate; the issue's goal is 0.40 (ratio ${(0.4 / 0.169).toFixed(2)} of its 0.169).`,
+        "CPU time: the whole process's, so it includes OpenBLAS's worker threads, which spin while waiting for work; with OPENBLAS_NUM_THREADS=1 it is the step's work alone, and least disturbed by other processes' load.",
         'Host side: wall time of accumulateGradients from JavaScript minus the native unpieced step (batch copy, queueing, settling); both single runs, so on a loaded machine this is noise (clamped at 0).',
         "Inside value_and_grad an evaluated array keeps its inputs, so the pieced run's kept/transient bytes overstate what the unpieced step holds (the chunked loss's chunks most of all); the unpieced peaks are the memory figures.",
         `JSON written to ${out}`,
