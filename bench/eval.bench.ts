@@ -76,7 +76,7 @@ async function measure(ggufPath: string, all: number[][], o: { newTokens: number
   } finally {
     dense.dispose();
   }
-  // The 4-bit base dequantizes every weight each step on the CPU: two prompts suffice for its rate.
+  // The 4-bit base is slower: two prompts suffice for its one-at-a-time rate.
   const q4 = await loadModel(ggufPath, { quantization: { bits: 4, groupSize: 64 } });
   let q4Single: Timed, q4Batch: Timed;
   try {
@@ -129,8 +129,8 @@ export default async function bench(): Promise<BenchTable> {
       notes: [
         `${count} prompts of ${Math.min(...all.map((p) => p.length))}–${promptTokens} tokens, ${newTokens} new tokens each, prefill included, best of 2 rounds (4-bit: 1 round, one-at-a-time over the first 2 prompts); llama.cpp on ${threads} threads (F32 KV cache), MLX on its CPU backend with OPENBLAS_NUM_THREADS=${process.env.OPENBLAS_NUM_THREADS}.`,
         `Greedy continuations: batched equal to one-at-a-time for ${agreeing(m.batch.outputs, m.single.outputs)} of ${count} prompts; one-at-a-time equal to llama.cpp's for ${agreeing(m.single.outputs, m.cpp.outputs)} of ${count}.`,
-        'One-row steps multiply dense F32 weights by BLAS sgemv; a batch of rows by MLX (sgemm), whose OpenBLAS packs the weight once for all rows.',
-        "The 4-bit rows are the QLoRA base (the F32 GGUF quantized at load): on the CPU every step dequantizes every weight, so they measure that kernel, not a format llama.cpp runs here.",
+        'One-row steps multiply dense F32 weights by BLAS sgemv, 4-bit ones by quantized_matmul; a batch of rows by MLX sgemm (whose OpenBLAS packs each weight once for all rows), 4-bit layers by dequantize + sgemm.',
+        'The 4-bit rows are the QLoRA base (the F32 GGUF quantized at load), a format llama.cpp does not run here: they are compared with its F32 rate for scale only.',
         "llama.cpp's worker threads spin while waiting: on a machine whose cores are busy with other work its rate with 2 threads drops far below its rate with 1 (compare --threads 1).",
       ],
     };
