@@ -2,17 +2,41 @@
  * Lossless repacking of GGUF Q4_0, Q4_1 and Q8_0 blocks into MLX's affine layout (group 32):
  * each block's scale d and offset become an MLX scale and bias, and its codes are re-laid as
  * little-endian bit fields. value = scale·code + bias holds exactly as llama.cpp defines it.
+ *
+ * Scales and biases stay float16 where that is exact (GGUF's scales and Q4_1's offsets are float16
+ * already; −8·d and −128·d are float16 unless they overflow), which makes a 4-bit weight cost 5 bits
+ * instead of 6. A tensor with any block that float16 cannot hold exactly keeps both in float32.
  */
-import { f16BitsToF32 } from '../gguf/float16.js';
+import { f16BitsToF32, f32ToF16Bits } from '../gguf/float16.js';
 
-export interface MlxQuantized {
+/** Scales and biases: float16 bits (Uint16Array), or float32 where float16 would not be exact. */
+export type ScaleParams = { dtype: 'float16'; scales: Uint16Array; biases: Uint16Array } | { dtype: 'float32'; scales: Float32Array; biases: Float32Array };
+
+export type MlxQuantized = ScaleParams & {
   /** [rows, cols·bits/32] packed codes. */
   wq: Uint32Array;
-  /** [rows, cols/32]. */
-  scales: Float32Array;
-  biases: Float32Array;
   bits: 4 | 8;
   groupSize: 32;
+};
+
+/** A tensor's scales and biases ([rows, cols/32] each) as float32 values, whatever they are stored as. */
+export function scaleValues(q: ScaleParams): { scales: Float32Array; biases: Float32Array } {
+  if (q.dtype === 'float32') return { scales: q.scales, biases: q.biases };
+  return { scales: Float32Array.from(q.scales, f16BitsToF32), biases: Float32Array.from(q.biases, f16BitsToF32) };
+}
+
+/**
+ * Per-block scale bits and offsets (as float32 values, exact products of float16 scales) into the
+ * narrowest exact storage: float16 when every offset rounds to itself, else float32 for both.
+ */
+function scaleParams(scaleBits: Uint16Array, biases: Float32Array): ScaleParams {
+  const biasBits = new Uint16Array(biases.length);
+  for (let i = 0; i < biases.length; i++) {
+    const b = f32ToF16Bits(biases[i]!);
+    if (f16BitsToF32(b) !== biases[i]) return { dtype: 'float32', scales: Float32Array.from(scaleBits, f16BitsToF32), biases };
+    biasBits[i] = b;
+  }
+  return { dtype: 'float16', scales: scaleBits, biases: biasBits };
 }
 
 export const REPACKABLE_TYPES = ['Q4_0', 'Q4_1', 'Q8_0'] as const;
@@ -39,14 +63,13 @@ function repack4(type: 'Q4_0' | 'Q4_1', bytes: Uint8Array, rows: number, cols: n
   const blocks = check(type, bytes, rows, cols, blockBytes);
   const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
   const out = new Uint8Array(blocks * 16);
-  const scales = new Float32Array(blocks);
+  const scales = new Uint16Array(blocks);
   const biases = new Float32Array(blocks);
   const codesAt = type === 'Q4_0' ? 2 : 4;
   for (let b = 0; b < blocks; b++) {
     const at = b * blockBytes;
-    const d = f16BitsToF32(view.getUint16(at, true));
-    scales[b] = d;
-    biases[b] = type === 'Q4_0' ? -8 * d : f16BitsToF32(view.getUint16(at + 2, true));
+    scales[b] = view.getUint16(at, true);
+    biases[b] = type === 'Q4_0' ? -8 * f16BitsToF32(scales[b]!) : f16BitsToF32(view.getUint16(at + 2, true));
     const qs = at + codesAt;
     // MLX: byte k holds elements 2k (low nibble) and 2k + 1 (high nibble).
     for (let k = 0; k < 16; k++) {
@@ -57,7 +80,7 @@ function repack4(type: 'Q4_0' | 'Q4_1', bytes: Uint8Array, rows: number, cols: n
       out[b * 16 + k] = lo | (hi << 4);
     }
   }
-  return { wq: new Uint32Array(out.buffer), scales, biases, bits: 4, groupSize: 32 };
+  return { wq: new Uint32Array(out.buffer), ...scaleParams(scales, biases), bits: 4, groupSize: 32 };
 }
 
 /** Q8_0 blocks: [d (f16), qs int8[32]]; value = d·q = d·(q + 128) − 128·d. */
@@ -65,16 +88,15 @@ function repack8(bytes: Uint8Array, rows: number, cols: number): MlxQuantized {
   const blocks = check('Q8_0', bytes, rows, cols, 34);
   const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
   const out = new Uint8Array(blocks * 32);
-  const scales = new Float32Array(blocks);
+  const scales = new Uint16Array(blocks);
   const biases = new Float32Array(blocks);
   for (let b = 0; b < blocks; b++) {
     const at = b * 34;
-    const d = f16BitsToF32(view.getUint16(at, true));
-    scales[b] = d;
-    biases[b] = -128 * d;
+    scales[b] = view.getUint16(at, true);
+    biases[b] = -128 * f16BitsToF32(scales[b]!);
     for (let k = 0; k < 32; k++) out[b * 32 + k] = (bytes[at + 2 + k]! + 128) & 0xff;
   }
-  return { wq: new Uint32Array(out.buffer), scales, biases, bits: 8, groupSize: 32 };
+  return { wq: new Uint32Array(out.buffer), ...scaleParams(scales, biases), bits: 8, groupSize: 32 };
 }
 
 /** `bytes`: the tensor's data for a [rows, cols] matrix (cols contiguous, as GGUF stores it). */

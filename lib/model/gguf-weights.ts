@@ -37,8 +37,8 @@ async function loadOne(model: NativeModel, file: GgufFile, t: GgufTensorInfo, hf
     const [rows, cols] = t.shape as [number, number];
     const q = repackGguf(t.typeName, await readTensorBytes(file, t), rows, cols);
     const wq = await tensor(q.wq, [rows, (cols * q.bits) / 32]);
-    const scales = await tensor(q.scales, [rows, cols / q.groupSize]);
-    const biases = await tensor(q.biases, [rows, cols / q.groupSize]);
+    const scales = await tensor(q.scales, [rows, cols / q.groupSize], q.dtype);
+    const biases = await tensor(q.biases, [rows, cols / q.groupSize], q.dtype);
     try {
       await model.setQuantizedWeight(hfName, wq, scales, biases, q.bits, q.groupSize);
     } finally {
@@ -60,11 +60,25 @@ async function loadOne(model: NativeModel, file: GgufFile, t: GgufTensorInfo, hf
   }
 }
 
-/** Loads every tensor of `file` into `model`, one at a time. */
+/** Whether a tensor is decoded to float32 on its way in (see loadOne) rather than copied or repacked. */
+function decodesToFloat32(t: GgufTensorInfo, hfName: string): boolean {
+  if (directTypes[t.typeName]) return false;
+  return !(isRepackable(t.typeName) && isLinearWeight(hfName) && t.shape.length === 2);
+}
+
+/**
+ * Loads every tensor of `file` into `model`, one at a time. Tensors decoded through float32 (in
+ * Ollama's 7B files the embedding and the Q6_K output matrix: 0.5 GB of floats each, twice over
+ * while they cross into MLX) go first, while the rest of the model is not yet resident, so their
+ * transients do not stack on top of the whole model.
+ */
 export async function loadGgufWeights(model: NativeModel, file: GgufFile): Promise<void> {
-  for (const t of file.tensors) {
+  const named = file.tensors.flatMap((t) => {
     const hfName = ggufToHfName(t.name);
-    if (hfName === undefined) continue;
+    return hfName === undefined ? [] : [{ t, hfName }];
+  });
+  const ordered = [...named.filter((n) => decodesToFloat32(n.t, n.hfName)), ...named.filter((n) => !decodesToFloat32(n.t, n.hfName))];
+  for (const { t, hfName } of ordered) {
     try {
       await loadOne(model, file, t, hfName);
     } catch (error) {

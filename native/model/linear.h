@@ -26,10 +26,29 @@ struct Linear {
   bool quantized() const { return bits != 0; }
 };
 
+/**
+ * Scales or biases of a quantized weight as the model should hold them, given in `given`'s dtype:
+ * kept as they are when they are float16 or bfloat16 and activations are float32 (every use
+ * widens them exactly, see dense_weight; a 4-bit g32 weight then costs 5 bits, not 6), otherwise
+ * converted to `compute`.
+ */
+Array stored_quant_param(const mlx_array given, mlx_dtype compute);
+
 /** y = x·Wᵀ (+ bias), with the kernel chosen for the backend. */
 Array linear_base(const Linear& l, const mlx_array x, LinearKernel kernel);
 
-/** The base weight as a dense [out, in] matrix in `dtype`. */
+/**
+ * Whether linear_base (with the dequantize kernel) and dense_weight dequantize this weight block
+ * by block: a quantized weight of more than two blocks (4M elements; a quarter of that at 3, 5 or
+ * 6 bits, whose dequantization needs far more scratch).
+ */
+bool dequantizes_in_blocks(const Linear& l);
+
+/**
+ * The base weight as a dense [out, in] matrix in `dtype`, dequantized block by block into one
+ * buffer when large. Scales and biases may be stored in a narrower dtype than `dtype` (float16
+ * from GGUF); they are widened before dequantizing, so the values do not depend on it.
+ */
 Array dense_weight(const Linear& l, mlx_dtype dtype);
 
 }  // namespace mlxq::model
