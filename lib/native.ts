@@ -240,6 +240,13 @@ export interface NativeAddon {
     type: string,
     options?: { threads?: number; rowMap?: Int32Array; delta?: NativeTensor },
   ): Promise<Uint8Array>;
+  /** The same for rows [first, first + count) of a file source (no delta), written into `into`; resolves to the bytes written. */
+  ggufTranscode(
+    source: { path: string; offset: number; type: string },
+    shape: number[],
+    type: string,
+    options: { threads?: number; rowMap?: Int32Array; rows: [number, number]; into: Uint8Array },
+  ): Promise<number>;
 }
 
 const packageRoot = join(dirname(fileURLToPath(import.meta.url)), '..');

@@ -61,6 +61,25 @@ export async function transcodeTensor(source: TensorBytes | Tensor, shape: reado
   return native().ggufTranscode(from, [...shape], type, { ...(threads !== undefined ? { threads } : {}), ...(rowMap ? { rowMap } : {}), ...(delta ? { delta } : {}) });
 }
 
+/**
+ * Rows [first, first + count) of a stored tensor transcoded into `into` (a reused buffer, so a
+ * tensor streams through a few MiB of memory that is already mapped); resolves to the bytes written.
+ */
+export async function transcodeRowsInto(
+  source: TensorBytes,
+  shape: readonly number[],
+  type: GgmlTypeName,
+  rows: { first: number; count: number },
+  into: Uint8Array,
+  options: Omit<TranscodeOptions, 'delta'> = {},
+): Promise<number> {
+  if (!isEncodableGgmlType(type)) throw new TypeError(`transcodeRowsInto: cannot write GGUF type ${type} (supported: ${ENCODABLE_GGML_TYPES.join(', ')})`);
+  if (!canTranscodeFrom(source.type)) throw new TypeError(`transcodeRowsInto: ${source.path}: cannot decode GGUF type ${source.type}`);
+  const { threads, rowMap } = optionsSchema.parse(options);
+  const from = { path: source.path, offset: source.offset, type: source.type };
+  return native().ggufTranscode(from, [...shape], type, { ...(threads !== undefined ? { threads } : {}), ...(rowMap ? { rowMap } : {}), rows: [rows.first, rows.count], into });
+}
+
 /** A stored tensor's values as float32, exactly as llama.cpp's to_float computes them (row-major). */
 export async function decodeTensorBytes(source: TensorBytes, shape: readonly number[], options: { threads?: number } = {}): Promise<Float32Array> {
   const bytes = await transcodeTensor(source, shape, 'F32', options);

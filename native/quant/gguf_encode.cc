@@ -127,6 +127,49 @@ void plan_row_map(Napi::Env env, TranscodeJob& job, Napi::Value value) {
   job.spec.row_map = job.row_map.data();
 }
 
+/**
+ * options.rows ([first, count]) and options.into (a Uint8Array): only these rows are transcoded,
+ * into the caller's buffer. Only for a file source without a delta (whose worker is made on this
+ * thread and so can hold the buffer).
+ */
+void plan_rows_into(Napi::Env env, TranscodeJob& job, const Napi::Object& options) {
+  const Napi::Value rows = options.Get("rows");
+  const Napi::Value into = options.Get("into");
+  if (rows.IsUndefined() && into.IsUndefined()) return;
+  if (job.path.empty() || !options.Get("delta").IsUndefined()) {
+    throw Napi::TypeError::New(env, "ggufTranscode: options.rows and options.into need a file source and no delta");
+  }
+  if (!rows.IsUndefined()) {
+    const Napi::Array range = rows.IsArray() ? rows.As<Napi::Array>() : Napi::Array::New(env);
+    const double first = range.Length() == 2 && range.Get(0u).IsNumber() ? range.Get(0u).As<Napi::Number>().DoubleValue() : -1;
+    const double count = range.Length() == 2 && range.Get(1u).IsNumber() ? range.Get(1u).As<Napi::Number>().DoubleValue() : -1;
+    if (!(first >= 0 && count >= 0 && first == static_cast<double>(static_cast<size_t>(first)) && count == static_cast<double>(static_cast<size_t>(count)) &&
+          first + count <= static_cast<double>(job.spec.rows))) {
+      throw Napi::RangeError::New(env, "ggufTranscode: options.rows must be [first, count] within the tensor's " + std::to_string(job.spec.rows) + " rows");
+    }
+    job.first_row = static_cast<size_t>(first);
+    const size_t n = static_cast<size_t>(count);
+    if (job.spec.row_map != nullptr) {
+      job.row_map = std::vector<int32_t>(job.row_map.begin() + static_cast<std::ptrdiff_t>(job.first_row), job.row_map.begin() + static_cast<std::ptrdiff_t>(job.first_row + n));
+      job.spec.row_map = job.row_map.data();  // source rows stay absolute: the offset is the tensor's
+    } else {
+      job.spec.offset += job.first_row * quant::source_row_bytes(job.spec);
+    }
+    job.spec.rows = n;
+    job.bytes = quant::encoded_bytes(*job.spec.to, n, job.spec.cols);
+  }
+  if (!into.IsUndefined()) {
+    if (!into.IsTypedArray() || into.As<Napi::TypedArray>().TypedArrayType() != napi_uint8_array) {
+      throw Napi::TypeError::New(env, "ggufTranscode: options.into must be a Uint8Array");
+    }
+    auto buffer = into.As<Napi::Uint8Array>();
+    if (buffer.ByteLength() < job.bytes) {
+      throw Napi::RangeError::New(env, "ggufTranscode: options.into has " + std::to_string(buffer.ByteLength()) + " bytes, the rows need " + std::to_string(job.bytes));
+    }
+    job.into = buffer.Data();
+  }
+}
+
 Napi::Value Transcode(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   auto job = std::make_shared<TranscodeJob>();
@@ -149,6 +192,8 @@ Napi::Value Transcode(const Napi::CallbackInfo& info) {
   if (!threads.IsUndefined() && t != static_cast<double>(static_cast<int64_t>(t))) throw Napi::RangeError::New(env, "ggufTranscode: threads must be an integer");
   plan_job(env, *job, shape, args::string_at(info, 2, "type"), threads.IsUndefined() ? std::nullopt : std::optional<int64_t>(static_cast<int64_t>(t)));
   plan_row_map(env, *job, options.Get("rowMap"));
+  plan_rows_into(env, *job, options);
+  if (job->into != nullptr) return queue_transcode(env, std::move(job), options.Get("into"));
   ArrayRef delta;
   if (!options.Get("delta").IsUndefined()) {
     delta = Tensor::From(options.Get("delta"), "options.delta");

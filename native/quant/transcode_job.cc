@@ -29,8 +29,12 @@ class FileDescriptor {
 
 class TranscodeWorker : public Napi::AsyncWorker {
  public:
-  TranscodeWorker(Napi::Env env, std::shared_ptr<TranscodeJob> job)
-      : Napi::AsyncWorker(env, "mlx-qlora:ggufTranscode"), deferred_(Napi::Promise::Deferred::New(env)), job_(std::move(job)) {}
+  TranscodeWorker(Napi::Env env, std::shared_ptr<TranscodeJob> job, Napi::Value into)
+      : Napi::AsyncWorker(env, "mlx-qlora:ggufTranscode"), deferred_(Napi::Promise::Deferred::New(env)), job_(std::move(job)) {
+    // The caller's buffer stays alive (it cannot move or be detached while referenced) until this
+    // worker, deleted on the JS thread, lets go of it.
+    if (job_->into != nullptr) into_ = Napi::Persistent(into.As<Napi::Object>());
+  }
 
   Napi::Promise promise() const { return deferred_.Promise(); }
 
@@ -47,6 +51,10 @@ class TranscodeWorker : public Napi::AsyncWorker {
   void OnOK() override {
     Napi::Env env = Env();
     job_->release_arrays();
+    if (job_->into != nullptr) {
+      deferred_.Resolve(Napi::Number::New(env, static_cast<double>(job_->bytes)));
+      return;
+    }
     try {
       auto* owner = new std::shared_ptr<TranscodeJob>(job_);
       Napi::Buffer<uint8_t> buffer = Napi::Buffer<uint8_t>::NewOrCopy(
@@ -69,15 +77,19 @@ class TranscodeWorker : public Napi::AsyncWorker {
  private:
   void run() {
     TranscodeJob& job = *job_;
-    job.out.reset(new uint8_t[job.bytes > 0 ? job.bytes : 1]);
+    uint8_t* dst = job.into;
+    if (dst == nullptr) {
+      job.out.reset(new uint8_t[job.bytes > 0 ? job.bytes : 1]);
+      dst = job.out.get();
+    }
     if (job.path.empty()) {
-      report(quant::transcode_parallel(job.spec, job.out.get()));
+      report(quant::transcode_parallel(job.spec, dst));
       return;
     }
     FileDescriptor fd(::open(job.path.c_str(), O_RDONLY | O_CLOEXEC));
     if (fd.get() < 0) throw std::runtime_error(job.path + ": " + std::strerror(errno));
     job.spec.fd = fd.get();
-    const quant::TranscodeProblem problem = quant::transcode_parallel(job.spec, job.out.get());
+    const quant::TranscodeProblem problem = quant::transcode_parallel(job.spec, dst);
     job.spec.fd = -1;
     report(problem);
   }
@@ -86,7 +98,7 @@ class TranscodeWorker : public Napi::AsyncWorker {
     if (p.kind == quant::TranscodeProblem::kNone) return;
     const TranscodeJob& job = *job_;
     const std::string entry = std::string(job.entry) + ": ";
-    const std::string row = "row " + std::to_string(p.value_index / job.spec.cols);
+    const std::string row = "row " + std::to_string(job.first_row + p.value_index / job.spec.cols);
     const std::string column = std::to_string(p.value_index % job.spec.cols);
     switch (p.kind) {
       case quant::TranscodeProblem::kNonFiniteInput: SetError(entry + row + ", column " + column + " is NaN or infinite"); return;
@@ -105,6 +117,7 @@ class TranscodeWorker : public Napi::AsyncWorker {
 
   Napi::Promise::Deferred deferred_;
   std::shared_ptr<TranscodeJob> job_;
+  Napi::ObjectReference into_;
 };
 
 }  // namespace
@@ -126,8 +139,8 @@ ArrayRef float32_rows(const ArrayRef& box, MlxThread& mlx) {
   return evaluated(std::move(rows));
 }
 
-Napi::Promise queue_transcode(Napi::Env env, std::shared_ptr<TranscodeJob> job) {
-  auto* worker = new TranscodeWorker(env, std::move(job));  // deletes itself once settled
+Napi::Promise queue_transcode(Napi::Env env, std::shared_ptr<TranscodeJob> job, Napi::Value into) {
+  auto* worker = new TranscodeWorker(env, std::move(job), into);  // deletes itself once settled
   Napi::Promise promise = worker->promise();
   worker->Queue();
   return promise;

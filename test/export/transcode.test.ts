@@ -1,7 +1,8 @@
 import { truncate, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { transcodeTensor } from '../../lib/export/transcode.js';
+import { PiecePool, transcodedPieces } from '../../lib/export/tensor-pieces.js';
+import { transcodeRowsInto, transcodeTensor } from '../../lib/export/transcode.js';
 import { ggmlTypeByName } from '../../lib/gguf/ggml-type.js';
 import { hfRowOfGgufRow } from '../../lib/gguf/tensor-names.js';
 import { tensor } from '../../lib/tensor.js';
@@ -90,6 +91,51 @@ describe.skipIf(oracle === undefined)('transcodeTensor against llama.cpp (to_flo
     const fromTensor = await transcodeTensor(t, [ROWS, COLS], 'Q4_K', { rowMap });
     t.dispose();
     expect(hex(fromTensor)).toBe(hex(fromFile));
+  });
+});
+
+describe('transcodeRowsInto: a tensor in pieces', () => {
+  it('row ranges written into a reused buffer add up to the whole tensor, with and without a row map', async () => {
+    const bytes = weightBlocks('Q4_0', createRng(31));
+    const path = await storedFile(bytes);
+    const source = { path, offset: 32, type: 'Q4_0' } as const;
+    for (const rowMap of [undefined, hfRowOfGgufRow(ROWS, 4)]) {
+      const whole = await transcodeTensor(source, [ROWS, COLS], 'Q6_K', rowMap ? { rowMap } : {});
+      const rowBytes = whole.byteLength / ROWS;
+      const into = new Uint8Array(7 * rowBytes + 5);
+      const pieces: Buffer[] = [];
+      for (let first = 0; first < ROWS; first += 7) {
+        const count = Math.min(7, ROWS - first);
+        const n = await transcodeRowsInto(source, [ROWS, COLS], 'Q6_K', { first, count }, into, { threads: 2, ...(rowMap ? { rowMap } : {}) });
+        expect(n).toBe(count * rowBytes);
+        pieces.push(Buffer.from(into.subarray(0, n)));
+      }
+      expect(hex(Buffer.concat(pieces))).toBe(hex(whole));
+    }
+  });
+
+  it('transcodedPieces: a 16 MiB output in reused 8 MiB buffers equals the whole transcoding', async () => {
+    const [rows, cols] = [2048, 2048];
+    const rng = createRng(33);
+    const bytes = new Uint8Array(rows * cols * 2);
+    const view = new DataView(bytes.buffer);
+    for (let i = 0; i < rows * cols; i++) view.setUint16(2 * i, (rng.int(0, 1) << 15) | (rng.int(8, 17) << 10) | rng.int(0, 1023), true);
+    const stored = { path: await storedFile(bytes), offset: 32, type: 'F16' } as const;
+    const whole = await transcodeTensor(stored, [rows, cols], 'F32', { rowMap: hfRowOfGgufRow(rows, 16) });
+    const pieces: Buffer[] = [];
+    // Copied: a piece is only valid until the generator resumes.
+    for await (const piece of transcodedPieces({ name: 'w', shape: [rows, cols], stored, permuteHeads: 16 }, 'F32', new PiecePool(), 2)) pieces.push(Buffer.from(piece));
+    expect(pieces.length).toBe(2);
+    expect(Buffer.concat(pieces).equals(Buffer.from(whole))).toBe(true);
+  });
+
+  it('refuses a range outside the tensor, a buffer too small, and names the row of the whole tensor in errors', async () => {
+    const bytes = weightBlocks('F16', createRng(32));
+    new DataView(bytes.buffer).setUint16(2 * (20 * COLS + 3), 0x7e00, true);
+    const source = { path: await storedFile(bytes), offset: 32, type: 'F16' } as const;
+    await expect(transcodeRowsInto(source, [ROWS, COLS], 'Q8_0', { first: 20, count: 5 }, new Uint8Array(1 << 20))).rejects.toThrow(/within the tensor's 24 rows/);
+    await expect(transcodeRowsInto(source, [ROWS, COLS], 'Q8_0', { first: 0, count: 4 }, new Uint8Array(100))).rejects.toThrow(/into has 100 bytes/);
+    await expect(transcodeRowsInto(source, [ROWS, COLS], 'Q8_0', { first: 16, count: 8 }, new Uint8Array(1 << 20))).rejects.toThrow(/row 20, column 3 is NaN or infinite/);
   });
 });
 
