@@ -1,11 +1,13 @@
 /**
- * `npm run bench -- seven-b [--layers N] [--tokens 256,2048] [--dir path]`: a QLoRA step of a
+ * `npm run bench -- seven-b [--layers N] [--tokens 256,2048] [--dir path] [--whole]`: a QLoRA step of a
  * Mistral-7B-shaped model (hidden 4096, FFN 14336, 32 heads, 8 kv heads, vocab 32000) from a
  * random Q4_0 GGUF (output Q6_K, as Ollama ships dolphin-mistral:7b), LoRA r64 on q/k/v/o,
  * checkpointed, batch 1. Each token count runs in a child process (bench/seven-b-child.ts) so its
  * peak RSS is its own. With fewer than 32 layers the 32-layer peak is also extrapolated: the
  * measured peak plus, per missing layer, its base weights, LoRA parameters, gradients and AdamW
- * moments, and its checkpointed hidden state.
+ * moments, and its checkpointed hidden state. `--whole` also runs each step with quantized weights
+ * dequantized whole (MLXQ_DEQUANT_BLOCK_ELEMENTS beyond any weight: the code before block-by-block
+ * dequantization), as the baseline of the ratios, in the same run.
  */
 import { spawn } from 'node:child_process';
 import { mkdir, rename, stat } from 'node:fs/promises';
@@ -48,9 +50,14 @@ async function sourceGguf(dir: string, layers: number): Promise<string> {
   return path;
 }
 
-async function runChild(gguf: string, tokens: number): Promise<SevenBResult> {
+/** Block size that leaves every weight whole. */
+const WHOLE = '1000000000000';
+
+async function runChild(gguf: string, tokens: number, whole: boolean): Promise<SevenBResult> {
+  const env = whole ? { ...process.env, MLXQ_DEQUANT_BLOCK_ELEMENTS: WHOLE } : process.env;
   const child = spawn(process.execPath, ['--import', 'tsx', join(import.meta.dirname, 'seven-b-child.ts'), JSON.stringify({ gguf, tokens, rank: RANK })], {
     stdio: ['ignore', 'pipe', 'pipe'],
+    env,
   });
   let stdout = '';
   let stderr = '';
@@ -74,26 +81,33 @@ function perLayerBytes(r: SevenBResult, layers: number, tokens: number): number 
   return base + (4 * r.loraBytes) / layers + tokens * s.hidden * 4;
 }
 
-function rowsFor(tokens: number, r: SevenBResult, layers: number): BenchRow[] {
-  const peak = Math.max(r.loadPeakRss, r.stepPeakRss);
+/** Baseline fields of a row: the same measurement with whole dequantization, when it ran. */
+function against(value: number | undefined, label = 'whole'): Pick<BenchRow, 'baseline' | 'baselineLabel'> {
+  return value === undefined ? {} : { baseline: value, baselineLabel: label };
+}
+
+function rowsFor(tokens: number, r: SevenBResult, layers: number, w?: SevenBResult): BenchRow[] {
+  const peakOf = (x: SevenBResult) => Math.max(x.loadPeakRss, x.stepPeakRss);
+  const peak = peakOf(r);
   const goal = GOAL_BYTES[tokens];
   const t = `1 × ${tokens}`;
   const rows: BenchRow[] = [
-    { name: `${t}: peak RSS, ${layers} layers (load and step)`, value: peak / GB, unit: 'GB' },
-    { name: `${t}: peak RSS during load`, value: r.loadPeakRss / GB, unit: 'GB' },
-    { name: `${t}: peak RSS during the step`, value: r.stepPeakRss / GB, unit: 'GB' },
-    { name: `${t}: MLX peak during the step`, value: r.mlxPeak / GB, unit: 'GB' },
-    { name: `${t}: step time (fwd + bwd + AdamW)`, value: r.stepSeconds, unit: 's' },
-    { name: `${t}: user CPU in the step`, value: r.userSeconds, unit: 's' },
-    { name: `${t}: system CPU in the step`, value: r.systemSeconds, unit: 's', baseline: r.userSeconds + r.systemSeconds, baselineLabel: 'all CPU' },
+    { name: `${t}: peak RSS, ${layers} layers (load and step)`, value: peak / GB, unit: 'GB', ...against(w && peakOf(w) / GB) },
+    { name: `${t}: peak RSS during load`, value: r.loadPeakRss / GB, unit: 'GB', ...against(w && w.loadPeakRss / GB) },
+    { name: `${t}: peak RSS during the step`, value: r.stepPeakRss / GB, unit: 'GB', ...against(w && w.stepPeakRss / GB) },
+    { name: `${t}: MLX peak during the step`, value: r.mlxPeak / GB, unit: 'GB', ...against(w && w.mlxPeak / GB) },
+    { name: `${t}: step time (fwd + bwd + AdamW)`, value: r.stepSeconds, unit: 's', ...against(w?.stepSeconds) },
+    { name: `${t}: user CPU in the step`, value: r.userSeconds, unit: 's', ...against(w?.userSeconds) },
+    { name: `${t}: system CPU in the step`, value: r.systemSeconds, unit: 's', ...against(w?.systemSeconds) },
+    { name: `${t}: system share of the step's CPU`, value: r.systemSeconds / (r.userSeconds + r.systemSeconds), unit: '', ...against(w && w.systemSeconds / (w.userSeconds + w.systemSeconds)) },
     { name: `${t}: cores busy in the step (CPU / wall)`, value: (r.userSeconds + r.systemSeconds) / r.stepSeconds, unit: 'cores' },
     { name: `${t}: load time`, value: r.loadSeconds, unit: 's' },
   ];
   if (layers < MISTRAL_7B.layers) {
     const extra = (MISTRAL_7B.layers - layers) * perLayerBytes(r, layers, tokens);
-    rows.push({ name: `${t}: peak RSS extrapolated to 32 layers`, value: (peak + extra) / GB, unit: 'GB', baseline: goal! / GB, baselineLabel: 'goal', goal: { op: '<=', target: 1 } });
+    rows.push({ name: `${t}: peak RSS extrapolated to 32 layers`, value: (peak + extra) / GB, unit: 'GB', ...against(goal! / GB, 'goal'), goal: { op: '<=', target: 1 } });
   } else if (goal) {
-    rows.push({ name: `${t}: peak RSS vs the goal`, value: peak / GB, unit: 'GB', baseline: goal / GB, baselineLabel: 'goal', goal: { op: '<=', target: 1 } });
+    rows.push({ name: `${t}: peak RSS vs the goal`, value: peak / GB, unit: 'GB', ...against(goal / GB, 'goal'), goal: { op: '<=', target: 1 } });
   }
   return rows;
 }
@@ -104,9 +118,11 @@ export async function sevenB(): Promise<BenchTable> {
   const gguf = await sourceGguf(option('--dir') ?? join(tmpdir(), 'mlxq-seven-b'), layers);
   const rows: BenchRow[] = [];
   const notes: string[] = [];
+  const whole = process.argv.includes('--whole');
   for (const tokens of tokenCounts) {
-    const r = await runChild(gguf, tokens);
-    rows.push(...rowsFor(tokens, r, layers));
+    const w = whole ? await runChild(gguf, tokens, true) : undefined;
+    const r = await runChild(gguf, tokens, false);
+    rows.push(...rowsFor(tokens, r, layers, w));
     notes.push(`1 × ${tokens}: base ${(r.baseBytes / GB).toFixed(3)} GB (${Object.entries(r.linearStorage).map(([k, v]) => `${v} × ${k}`).join(', ')}), LoRA ${(r.loraBytes / GB).toFixed(3)} GB, loss ${r.loss.toFixed(3)}`);
   }
   notes.push(`${layers} of 32 layers, LoRA r${RANK} on q/k/v/o, checkpointed, one step; CPU times from getrusage around the step (all threads).`);
