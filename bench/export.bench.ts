@@ -39,7 +39,7 @@ interface Measured {
 }
 
 /** exportModel() in a child process; its own wall time (module loading excluded) and peak RSS. */
-async function exportInChild(options: ExportOptionsInput): Promise<Measured & { bytes: number }> {
+async function exportInChild(options: ExportOptionsInput): Promise<Measured & { bytes: number; commitSeconds: number }> {
   const child = spawn(process.execPath, ['--import', 'tsx', CHILD, JSON.stringify(options)], { stdio: ['ignore', 'pipe', 'pipe'] });
   let stdout = '';
   let stderr = '';
@@ -47,7 +47,7 @@ async function exportInChild(options: ExportOptionsInput): Promise<Measured & { 
   child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
   const code = await new Promise<number | null>((resolve) => child.once('exit', resolve));
   if (code !== 0) throw new Error(`export ${JSON.stringify(options)} failed (exit ${code}): ${stderr.slice(-2000)}`);
-  return JSON.parse(stdout.trim().split('\n').at(-1)!) as Measured & { bytes: number };
+  return JSON.parse(stdout.trim().split('\n').at(-1)!) as Measured & { bytes: number; commitSeconds: number };
 }
 
 /** A command under /usr/bin/time: wall seconds and the peak RSS of the process. */
@@ -90,7 +90,7 @@ async function tokensPerSecond(llama: Llama, modelPath: string, threads: number,
 }
 
 interface TypeResult {
-  ours: Measured;
+  ours: Measured & { commitSeconds: number };
   llama: Measured;
   copy: Measured;
   bytes: number;
@@ -114,6 +114,7 @@ function typeRows(type: string, r: TypeResult, rssGoal: number): BenchRow[] {
   const label = type.toUpperCase();
   return [
     { name: `export → ${label}: wall time`, value: r.ours.seconds, unit: 's', baseline: r.llama.seconds, baselineLabel: 'llama_model_quantize of our F16', goal: { op: '<=', target: 1 } },
+    { name: `export → ${label}: of which after the last tensor (fsync, rename)`, value: r.ours.commitSeconds, unit: 's' },
     { name: `export → ${label}: peak RSS`, value: r.ours.maxRssBytes / GB, unit: 'GB', goal: { op: '<=', target: rssGoal / GB } },
     { name: `llama_model_quantize → ${label}: peak RSS`, value: r.llama.maxRssBytes / GB, unit: 'GB' },
     { name: `cp of the ${label} output (${(r.bytes / GB).toFixed(2)} GB)`, value: r.copy.seconds, unit: 's' },
