@@ -8,6 +8,7 @@ export * from './tokenizer/index.js';
 export { loadModel, type LoadModelOptions, type LoadedModel } from './model/load-model.js';
 export { writeFusedModel, type FuseOptions, type FuseResult } from './model/fuse.js';
 export { generate, generateTokens, type GenerateOptions, type GenerationResult, type FinishReason } from './model/generate.js';
+export { generateBatch, batchesByLength, DEFAULT_BATCH_SIZE, type GenerateBatchOptions, type BatchGenerationResult } from './model/generate-batch.js';
 export { resolveOllamaModel, type OllamaModel } from './source/ollama-store.js';
 export { readGguf, writeGguf, type GgufFile } from './gguf/index.js';
 export { train, type RunHandle, type TrainOptions } from './train/trainer.js';

@@ -101,7 +101,7 @@ function summaryRows(r: EvalReport): [string, string][] {
     ['model', r.model],
     ['data', `${r.data.source} (${r.data.items} items${r.data.rejected.length ? `, ${r.data.rejected.length} lines rejected` : ''})`],
     ['arms', r.arms.map((a) => (a.adapter ? `${a.name} (${a.adapter})` : `${a.name} (LoRA off)`)).join(', ')],
-    ['sampling', `seed ${s.seed}, temperature ${s.temperature}, top-p ${s.top_p}, top-k ${s.top_k}, at most ${s.max_tokens} tokens`],
+    ['sampling', `seed ${s.seed}, temperature ${s.temperature}, top-p ${s.top_p}, top-k ${s.top_k}, at most ${s.max_tokens} tokens, ${s.batch_size} prompts a batch`],
     ['base quantization', typeof s.base_quantization === 'string' ? s.base_quantization : `${s.base_quantization.bits}-bit, group ${s.base_quantization.groupSize}`],
   ];
 }

@@ -9,7 +9,7 @@ export interface ArmOutput {
   readonly text: string;
   readonly tokens: readonly number[];
   readonly finish_reason: 'stop' | 'length' | 'aborted';
-  /** Wall time of the generation, prompt processing included. */
+  /** This answer's share of its batch's wall time (prefill included); an arm's shares sum to its generation time. */
   readonly seconds: number;
   /** Of the reference, when the item has one. */
   readonly likelihood: SequenceLikelihood | null;

@@ -54,7 +54,7 @@ type Options = z.output<typeof optionsSchema>;
 export interface EvalReport {
   model: string;
   data: { source: string; items: number; rejected: Rejection[] };
-  settings: { seed: number; temperature: number; top_p: number; top_k: number; max_tokens: number; base_quantization: BaseQuantization | 'as stored' };
+  settings: { seed: number; temperature: number; top_p: number; top_k: number; max_tokens: number; batch_size: number; base_quantization: BaseQuantization | 'as stored' };
   arms: { name: string; adapter: string | null; run: string | null }[];
   likelihood: LikelihoodRow[];
   generation: GenerationRow[];
@@ -135,7 +135,7 @@ export async function evaluate(raw: EvaluateOptions): Promise<{ report: EvalRepo
     const report: EvalReport = {
       model: o.model,
       data: { source: data.source, items: items.length, rejected: data.rejections },
-      settings: { seed: o.seed, temperature: o.sampling.temperature, top_p: o.sampling.topP, top_k: o.sampling.topK, max_tokens: o.maxTokens, base_quantization: quantization ?? 'as stored' },
+      settings: { seed: o.seed, temperature: o.sampling.temperature, top_p: o.sampling.topP, top_k: o.sampling.topK, max_tokens: o.maxTokens, batch_size: o.batchSize, base_quantization: quantization ?? 'as stored' },
       arms: [{ name: BASE_ARM, adapter: null, run: null }, ...resolved.map((a) => ({ name: a.name, adapter: a.adapter, run: a.run }))],
       likelihood: aggregate(armNames, results, likelihoodRow),
       generation: aggregate(armNames, results, generationRow),

@@ -15,6 +15,7 @@ interface EvalFlags {
   topP: number;
   topK: number;
   maxTokens: number;
+  batchSize: number;
   category?: string[];
   template?: string;
   judge?: string;
@@ -47,6 +48,7 @@ export function register(program: Command): void {
     .option('--top-p <p>', 'nucleus sampling', numberArg(0, 1), 1)
     .option('--top-k <k>', '0 is off', integerArg(0), 0)
     .option('--max-tokens <n>', 'most tokens per answer', integerArg(1), 128)
+    .option('--batch-size <n>', 'prompts generated together in one KV cache (greedy answers equal one at a time)', integerArg(1), 8)
     .option('--category <name>', 'only this category (repeatable)', collect)
     .option('--template <name|file>', "chat template (default: the model's)")
     .option('--judge <model>', 'pairwise judge: a model Ollama serves (OLLAMA_HOST)')
@@ -68,6 +70,7 @@ export function register(program: Command): void {
           seed: flags.seed,
           sampling: { temperature: flags.temperature, topP: flags.topP, topK: flags.topK },
           maxTokens: flags.maxTokens,
+          batchSize: flags.batchSize,
           ...(flags.category ? { categories: flags.category } : {}),
           ...(flags.template ? { template: flags.template } : {}),
           ...(quantization ? { quantization } : {}),
