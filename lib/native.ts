@@ -79,7 +79,7 @@ export interface NativeBuildOptions {
   kernel: 'quantized-matmul' | 'dequantize-matmul';
   /** One matmul for q/k/v and one for gate/up over weights concatenated at finalize (default true). */
   fuseProjections?: boolean;
-  /** SwiGLU and its gradient as mlx_compile'd kernels (default true). */
+  /** SwiGLU's hand-written gradient and the loss's one-exp softmax gradient, as mlx_compile'd closures (default true). */
   compileElementwise?: boolean;
   /** Causal attention in query blocks of this many rows; 0 (default): 128 on the CPU, whole on a GPU; -1: whole. */
   attentionQueryBlock?: number;

@@ -1,6 +1,10 @@
 // Elementwise chains as mlx_compile'd kernels: MLX's CPU backend runs each plain elementwise op as
 // its own single-threaded pass over memory, and compile fuses a chain into one generated kernel (on
-// Metal and CUDA it generates theirs from the same graph).
+// Metal and CUDA it generates theirs from the same graph). MLX compiles only when no input is a
+// tracer: inside value_and_grad (a training step) these closures run their plain ops, so there the
+// gain is the shorter hand-written gradient (SwiGLU's custom VJP, the loss's single exp), and the
+// fused kernels serve evaluation and generation. Fusing the training step needs the whole step
+// (value_and_grad inside) compiled.
 #pragma once
 
 #include "handles.h"

@@ -47,7 +47,11 @@ struct BuildOptions {
    * projections become views of them, so nothing is stored twice); false runs them one by one.
    */
   bool fuse_projections = true;
-  /** SwiGLU and its gradient as mlx_compile'd kernels under a custom VJP; false: plain ops. */
+  /**
+   * SwiGLU under a custom VJP (its gradient in 8 ops instead of autodiff's chain) and the chunked
+   * loss's softmax gradient from one exp pass, both as mlx_compile'd closures (fused kernels
+   * outside value_and_grad; inside it MLX runs them as plain ops); false: the plain autodiff ops.
+   */
   bool compile_elementwise = true;
   /**
    * Causal attention in query blocks of this many rows, each against the keys up to its last row,

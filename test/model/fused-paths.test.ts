@@ -1,7 +1,7 @@
 /**
  * The fused step (q/k/v and gate/up as one matmul each over concatenated base weights, the LoRA
- * A's of a group in one matmul and added by addmm, SwiGLU and its gradient compiled, causal
- * attention in query blocks) against the plain per-op step (all three build switches off) on the
+ * A's of a group in one matmul and added by addmm, SwiGLU with a hand-written gradient and the
+ * loss's one-exp softmax gradient as compiled closures, causal attention in query blocks) against the plain per-op step (all three build switches off) on the
  * same random weights: logits, loss and every LoRA gradient, for a dense and a 4-bit base, packed
  * rows with segments, with and without gradient checkpointing and with LoRA dropout. Generation
  * through the fused model is checked against llama.cpp in generation.test.ts.
