@@ -97,7 +97,7 @@ export async function randomAdapters(model: NativeModel, seed: number, scale = 0
 /** The fusion switches of NativeBuildOptions, all off: the plain per-op step the fused one is measured against. */
 export const unfused: FusionOptions = { fuseProjections: false, compileElementwise: false, attentionQueryBlock: -1 };
 
-export type FusionOptions = Pick<NativeBuildOptions, 'fuseProjections' | 'compileElementwise' | 'attentionQueryBlock'>;
+export type FusionOptions = Pick<NativeBuildOptions, 'fuseProjections' | 'compileElementwise' | 'attentionQueryBlock' | 'compileStep'>;
 
 /**
  * Runs `build` with `fusion` merged into the build options of every model it creates. bench's

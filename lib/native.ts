@@ -83,6 +83,8 @@ export interface NativeBuildOptions {
   compileElementwise?: boolean;
   /** Causal attention in query blocks of this many rows; 0 (default): 128 on the CPU, whole on a GPU; -1: whole. */
   attentionQueryBlock?: number;
+  /** The whole training step as one mlx_compile'd closure per batch layout (default false). */
+  compileStep?: boolean;
 }
 
 export interface NativeLoraOptions {

@@ -118,6 +118,7 @@ BuildOptions parse_build_options(const Napi::Object& obj) {
   o.fuse_projections = get_bool(obj, "fuseProjections", true);
   o.compile_elementwise = get_bool(obj, "compileElementwise", true);
   o.attention_query_block = get_int(obj, "attentionQueryBlock", 0);
+  o.compile_step = get_bool(obj, "compileStep", false);
   if (o.attention_query_block < -1) fail(obj, "attentionQueryBlock", "-1 (whole), 0 (automatic) or a row count");
   return o;
 }

@@ -59,6 +59,12 @@ struct BuildOptions {
    * has no fused attention kernel); 0 picks 128 on the CPU and whole attention on a GPU; -1: whole.
    */
   int attention_query_block = 0;
+  /**
+   * The whole step (forward, value_and_grad, loss) as one mlx_compile'd closure per batch layout,
+   * so MLX can fuse elementwise chains of the forward and backward passes (it compiles nothing
+   * inside a traced function); retraced for each new batch shape.
+   */
+  bool compile_step = false;
 };
 
 struct LoraOptions {

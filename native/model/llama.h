@@ -204,6 +204,10 @@ class Model {
   int loss_chunk_tokens_ = -1;
   /** Created on first use on the MLX thread; released with the model. */
   mutable std::shared_ptr<CompiledOps> compiled_;
+  /** Compiled training steps by batch layout (grad.cc), made on first use on the MLX thread. */
+  mutable std::map<int, Closure> compiled_steps_;
+  LossAndGrads compiled_loss_and_grads(const Batch& batch, const mlx_array targets, const mlx_array mask,
+                                       const mlx_array dropout_key, bool checkpoint) const;
 };
 
 }  // namespace mlxq::model

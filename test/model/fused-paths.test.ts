@@ -37,7 +37,7 @@ const RTOL = 1e-5;
 const fused: FusionOptions = { fuseProjections: true, compileElementwise: true, attentionQueryBlock: 40 };
 const batch: NativeBatch = packedBatch(2, 96, config.vocabSize, 11, 50);
 
-async function pair(bits: number, dropout = 0): Promise<[NativeModel, NativeModel]> {
+async function pair(bits: number, dropout = 0, fast: FusionOptions = fused): Promise<[NativeModel, NativeModel]> {
   const options = {
     bits,
     groupSize: 32,
@@ -46,10 +46,10 @@ async function pair(bits: number, dropout = 0): Promise<[NativeModel, NativeMode
     packedDirectly: false,
   };
   const plain = await withFusion(unfused, () => randomModel(config, options));
-  const fast = await withFusion(fused, () => randomModel(config, options));
+  const other = await withFusion(fast, () => randomModel(config, options));
   await randomAdapters(plain, 3);
-  await randomAdapters(fast, 3);
-  return [plain, fast];
+  await randomAdapters(other, 3);
+  return [plain, other];
 }
 
 async function floats(t: { dispose(): void }): Promise<Float32Array> {
@@ -116,6 +116,16 @@ describe('fused projections, compiled SwiGLU and blocked attention', () => {
       }
     });
   }
+
+  it('gives the plain step as one compiled closure (compileStep), checkpointed or not, with dropout', async () => {
+    const [plain, compiled] = await pair(4, 0.2, { ...fused, compileStep: true });
+    models.push(plain, compiled);
+    await expectSameStep(plain, compiled, false);
+    await expectSameStep(plain, compiled, true);
+    await expectSameStep(plain, compiled, false, 17);
+    // A second call replays the cached trace.
+    await expectSameStep(plain, compiled, false);
+  }, 600_000);
 
   it('gives the plain step with LoRA dropout (each projection its own mask)', async () => {
     const [plain, fast] = await pair(4, 0.2);
