@@ -13,7 +13,7 @@ import { device, memory, resetPeakMemory } from '../lib/device.js';
 import type { NativeBatch, NativeModelConfig } from '../lib/native.js';
 import { matmul, randomNormal, toTypedArray } from '../lib/tensor.js';
 import { loraStepFlops, randomModel, reference } from './random-model.js';
-import { packedBatch, profiling, randomAdapters, unfused, withFusion, type ProfilingModel, type StepProfile } from './step-profile.js';
+import { packedBatch, profiling, randomAdapters, unfused, type ProfilingModel, type StepProfile } from './step-profile.js';
 import type { BenchRow, BenchTable } from './table.js';
 
 const MiB = 2 ** 20;
@@ -237,7 +237,7 @@ export default async function bench(): Promise<BenchTable> {
   const rate = await matmulRate();
   const options = { bits: 4, groupSize: 64, kernel, lora: { rank: RANK, alpha: 32, targets: 'all-linear' }, packedDirectly: false } as const;
   const model = profiling(await randomModel(config, options));
-  const plain = profiling(await withFusion(unfused, () => randomModel(config, options)));
+  const plain = profiling(await randomModel(config, { ...options, build: unfused }));
   try {
     const batch = packedBatch(b, l, config.vocabSize, 7);
     const measured = await measure(model, plain, batch);

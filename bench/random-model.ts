@@ -3,7 +3,7 @@
  * quantized at load, or (for 7B) 4-bit codes written directly as packed integers, so the float
  * matrix of a 7B model never exists.
  */
-import { native, type NativeModel, type NativeModelConfig } from '../lib/native.js';
+import { native, type NativeBuildOptions, type NativeModel, type NativeModelConfig } from '../lib/native.js';
 import { randomNormal, tensor } from '../lib/tensor.js';
 import { nativeLoraOptions, type LoraSettings } from '../lib/model/lora-options.js';
 
@@ -31,6 +31,8 @@ export interface RandomModelOptions {
   lora: LoraSettings;
   /** Write 4-bit codes directly instead of quantizing a random float matrix. */
   packedDirectly: boolean;
+  /** Build switches on top of the defaults (fusion, compilation, attention blocks). */
+  build?: Partial<NativeBuildOptions>;
 }
 
 type Dims = (c: NativeModelConfig) => [number, number];
@@ -84,7 +86,7 @@ async function setLinear(model: NativeModel, name: string, rows: number, cols: n
 export async function randomModel(config: NativeModelConfig, o: RandomModelOptions): Promise<NativeModel> {
   const model = await native().createModel(
     config,
-    { quantBits: o.bits, quantGroupSize: o.groupSize, computeDtype: 'float32', kernel: o.kernel },
+    { quantBits: o.bits, quantGroupSize: o.groupSize, computeDtype: 'float32', kernel: o.kernel, ...o.build },
     nativeLoraOptions(o.lora, config.numLayers),
   );
   let seed = 1;

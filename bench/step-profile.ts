@@ -99,17 +99,3 @@ export const unfused: FusionOptions = { fuseProjections: false, compileElementwi
 
 export type FusionOptions = Pick<NativeBuildOptions, 'fuseProjections' | 'compileElementwise' | 'attentionQueryBlock' | 'compileStep'>;
 
-/**
- * Runs `build` with `fusion` merged into the build options of every model it creates. bench's
- * randomModel fixes its build options, so this scopes an override of the addon's createModel.
- */
-export async function withFusion<T>(fusion: FusionOptions, build: () => Promise<T>): Promise<T> {
-  const addon = native();
-  const original = addon.createModel;
-  addon.createModel = (config, options, lora) => original.call(addon, config, { ...options, ...fusion }, lora);
-  try {
-    return await build();
-  } finally {
-    addon.createModel = original;
-  }
-}

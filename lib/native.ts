@@ -114,7 +114,10 @@ export interface NativeModelInfo {
   loraNames: string[];
   /** How the decoder's linear layers are stored, e.g. { "4-bit g64": 14 }. */
   linearStorage: Record<string, number>;
-  /** Activations, norms, dense weights and quantization scales are in this dtype. */
+  /**
+   * Activations, norms and dense weights are in this dtype; so are quantization scales, except
+   * float16 scales of a float32 model, which are kept as stored and widened exactly at use.
+   */
   computeDtype: DType;
 }
 

@@ -1,4 +1,4 @@
-// Per-forward state every decoder block reads: attention mask, RoPE inputs, dropout keys, cache.
+// Per-forward state every decoder block reads: attention mask, RoPE inputs, dropout keys.
 // Owned arrays, because a checkpointed block is re-run after the forward pass has returned.
 #pragma once
 
@@ -19,7 +19,6 @@ struct Model::BlockContext {
   int offset = 0;
   /** One key per (layer, projection), rows of [num_layers·7, 2]; empty without dropout. */
   Array dropout_keys;
-  KVCache* cache = nullptr;
 };
 
 /** A decoder block run under mlx_checkpoint: its activations are recomputed in the backward pass. */

@@ -5,6 +5,7 @@
 
 #include "errors.h"
 #include "model/compiled_ops.h"
+#include "model/linear.h"
 #include "mx.h"
 
 namespace mlxq::model {
@@ -62,7 +63,17 @@ Array after(const mlx_array x, const Array& dependency) {
 Array pass_weight(const Head& hd, mlx_dtype dtype) {
   if (hd.bits == 0) return mx::ref(hd.w.get());
   if (hd.kernel == LinearKernel::QuantizedMatmul) return Array();
-  return mx::dequantize(hd.w.get(), hd.scales.get(), hd.biases.get(), hd.group_size, hd.bits, dtype);
+  // Through dense_weight: it widens float16 scales before dequantizing (MLX dequantizes in the
+  // scales' dtype) and dequantizes a large head in row blocks, not through whole-matrix scratch.
+  Linear l;
+  l.w = mx::ref(hd.w.get());
+  l.scales = mx::ref(hd.scales.get());
+  l.biases = mx::ref(hd.biases.get());
+  l.bits = hd.bits;
+  l.group_size = hd.group_size;
+  l.out = mx::dim(hd.scales.get(), 0);
+  l.in = mx::dim(hd.scales.get(), 1) * hd.group_size;
+  return dense_weight(l, dtype);
 }
 
 /** float32 logits of rows x [c, D], as linear_base + astype would give them. */

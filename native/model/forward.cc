@@ -114,15 +114,6 @@ Array Model::block(int index, const mlx_array h_in, const BlockContext& ctx, con
   q = apply_rope(q.get(), ctx);
   k = apply_rope(k.get(), ctx);
   mark_phase("RoPE", {q.get(), k.get()});
-  if (ctx.cache != nullptr) {
-    KVCache& cache = *ctx.cache;
-    if (!cache.keys[index].empty()) {
-      k = mx::concatenate({cache.keys[index].get(), k.get()}, 2);
-      v = mx::concatenate({cache.values[index].get(), v.get()}, 2);
-    }
-    cache.keys[index] = mx::ref(k.get());
-    cache.values[index] = mx::ref(v.get());
-  }
   const float scale = 1.0f / std::sqrt(static_cast<float>(hd));
   const int block_rows = attention_block_rows(build_);
   const bool square = mx::dim(k.get(), 2) == l;
@@ -157,13 +148,10 @@ Array Model::hidden(const Batch& batch, const ForwardOptions& options) const {
   auto ctx = std::make_shared<BlockContext>();
   ctx->batch = shape[0];
   ctx->length = shape[1];
-  ctx->cache = options.cache;
-  ctx->offset = options.cache != nullptr ? options.cache->offset : 0;
   const int l = ctx->length, total = ctx->offset + l;
   const bool windowed = config_.sliding_window && total > *config_.sliding_window;
 
   if (batch.segments.ctx != nullptr) {
-    if (options.cache != nullptr) throw std::runtime_error("packed rows (segments) cannot use a KV cache");
     // Block-diagonal causal mask: a token sees earlier tokens of its own document only.
     Array sq = mx::expand_dims(batch.segments, 2);
     Array sk = mx::expand_dims(batch.segments, 1);
@@ -202,10 +190,6 @@ Array Model::hidden(const Batch& batch, const ForwardOptions& options) const {
   if (lora != nullptr && options.dropout_key.ctx != nullptr && lora_.dropout > 0) {
     ctx->dropout_keys = mx::random_split_num(options.dropout_key, config_.num_layers * kNumProj);
   }
-  if (options.cache != nullptr && options.cache->keys.empty()) {
-    options.cache->keys.resize(config_.num_layers);
-    options.cache->values.resize(config_.num_layers);
-  }
 
   mark_phase("mask and RoPE tables", {ctx->mask.empty() ? mlx_array{} : ctx->mask.get(),
                                        ctx->cos.empty() ? mlx_array{} : ctx->cos.get(),
@@ -216,7 +200,6 @@ Array Model::hidden(const Batch& batch, const ForwardOptions& options) const {
   for (int i = 0; i < config_.num_layers; ++i) {
     h = options.checkpoint ? checkpointed_block(*this, i, h.get(), ctx, lora) : block(i, h.get(), *ctx, lora);
   }
-  if (options.cache != nullptr) options.cache->offset += l;
   Array out = mx::rms_norm(h.get(), final_norm_.get(), config_.rms_norm_eps);
   mark_phase("norms", {out.get()});
   return out;

@@ -161,8 +161,9 @@ void Model::set_quantized(const std::string& name, Array&& wq, Array&& scales, A
   expect_shape(name + " (scales)", scales.get(), {l->out, l->in / group_size});
   expect_shape(name + " (biases)", biases.get(), {l->out, l->in / group_size});
   l->w = std::move(wq);
-  l->scales = mx::astype(scales.get(), build_.compute_dtype);
-  l->biases = mx::astype(biases.get(), build_.compute_dtype);
+  // float16 scales of a float32 model stay float16 (half the bytes); they are widened exactly at use.
+  l->scales = stored_quant_param(scales.get(), build_.compute_dtype);
+  l->biases = stored_quant_param(biases.get(), build_.compute_dtype);
   l->bits = bits;
   l->group_size = group_size;
   mx::eval({l->w.get(), l->scales.get(), l->biases.get()});

@@ -36,12 +36,6 @@ struct Layer {
 /** mlx_compile'd elementwise kernels of a model (compiled_ops.cc). */
 class CompiledOps;
 
-struct KVCache {
-  std::vector<Array> keys;
-  std::vector<Array> values;
-  int offset = 0;
-};
-
 /**
  * Generation's KV cache, as mlx-lm's: per layer a [B, kv_heads, capacity, head_dim] buffer grown by
  * `step` positions when full and written in place at the offset, so a decode step copies neither
@@ -73,7 +67,6 @@ struct ForwardOptions {
   mlx_array dropout_key{};
   /** Recompute each decoder block in the backward pass instead of keeping its activations. */
   bool checkpoint = false;
-  KVCache* cache = nullptr;
   /** loss() will be differentiated: the chunked loss then computes d loss / d h as it goes. */
   bool differentiable = false;
 };

@@ -10,7 +10,7 @@ import { afterAll, describe, expect, it } from 'vitest';
 import type { NativeBatch, NativeModel, NativeModelConfig } from '../../lib/native.js';
 import { toTypedArray } from '../../lib/tensor.js';
 import { randomModel } from '../../bench/random-model.js';
-import { packedBatch, randomAdapters, unfused, withFusion, type FusionOptions } from '../../bench/step-profile.js';
+import { packedBatch, randomAdapters, unfused, type FusionOptions } from '../../bench/step-profile.js';
 
 const config: NativeModelConfig = {
   vocabSize: 700,
@@ -45,8 +45,8 @@ async function pair(bits: number, dropout = 0, fast: FusionOptions = fused): Pro
     lora: { rank: 4, alpha: 8, dropout, targets: 'all-linear' as const },
     packedDirectly: false,
   };
-  const plain = await withFusion(unfused, () => randomModel(config, options));
-  const other = await withFusion(fast, () => randomModel(config, options));
+  const plain = await randomModel(config, { ...options, build: unfused });
+  const other = await randomModel(config, { ...options, build: fast });
   await randomAdapters(plain, 3);
   await randomAdapters(other, 3);
   return [plain, other];
