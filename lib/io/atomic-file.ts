@@ -12,6 +12,12 @@ import path from 'node:path';
 export const TEMP_PREFIX = '.tmp-';
 
 const BUFFER_BYTES = 4 << 20;
+/**
+ * Bytes written between background flushes of a large file. Without them the kernel may hold
+ * gigabytes of dirty pages until commit's fsync, which then waits for all of them at the end;
+ * flushed as the file grows, the writing overlaps the work that produces the next bytes.
+ */
+const FLUSH_EVERY_BYTES = 256 << 20;
 
 export function tempName(finalName: string): string {
   return `${TEMP_PREFIX}${finalName}-${randomBytes(4).toString('hex')}`;
@@ -58,6 +64,10 @@ export class AtomicFile {
   /** Bytes written so far, buffered or not. */
   written = 0;
   private done = false;
+  private unflushed = 0;
+  /** The background flush in flight; its failure is kept for commit() to throw. */
+  private flushing: Promise<void> | undefined;
+  private flushError: unknown;
 
   private constructor(
     readonly path: string,
@@ -100,10 +110,25 @@ export class AtomicFile {
       const { bytesWritten } = await this.fh.write(data, off, data.byteLength - off);
       off += bytesWritten;
     }
+    this.unflushed += data.byteLength;
+    if (this.unflushed >= FLUSH_EVERY_BYTES && this.flushing === undefined) {
+      this.unflushed = 0;
+      this.flushing = this.fh.datasync().then(
+        () => {
+          this.flushing = undefined;
+        },
+        (error: unknown) => {
+          this.flushError ??= error;
+          this.flushing = undefined;
+        },
+      );
+    }
   }
 
   async commit(): Promise<void> {
     await this.flush();
+    await this.flushing;
+    if (this.flushError !== undefined) throw this.flushError;
     await this.fh.sync();
     await this.fh.close();
     this.done = true;
@@ -113,6 +138,8 @@ export class AtomicFile {
 
   /** Removes the temp file; the target is untouched. Safe to call after a failed commit. */
   async abort(): Promise<void> {
+    // The handle is closed only once no flush of it is in flight.
+    await this.flushing;
     if (!this.done) await this.fh.close().catch(() => undefined);
     this.done = true;
     await unlink(this.tempPath).catch(() => undefined);

@@ -5,9 +5,9 @@ import { AtomicFile, writeFileAtomic } from '../../lib/io/atomic-file.js';
 import { tempDir } from '../helpers/temp-dir.js';
 
 /** FileHandle is not exported; its prototype comes from a live handle. */
-async function fileHandlePrototype(dir: string): Promise<{ sync: () => Promise<void> }> {
+async function fileHandlePrototype(dir: string): Promise<{ sync: () => Promise<void>; datasync: () => Promise<void> }> {
   const handle = await open(join(dir, 'probe'), 'w');
-  const proto = Object.getPrototypeOf(handle) as { sync: () => Promise<void> };
+  const proto = Object.getPrototypeOf(handle) as { sync: () => Promise<void>; datasync: () => Promise<void> };
   await handle.close();
   return proto;
 }
@@ -65,6 +65,48 @@ describe('atomic file writes', () => {
     await expect(writeFileAtomic(target, 'lost')).rejects.toThrow(/ENOSPC/);
     expect(await readFile(target, 'utf8')).toBe('kept');
     expect((await readdir(dir)).sort()).toEqual(['a.txt', 'probe']);
+  });
+
+  it('flushes a large file in the background as it grows, and the whole file arrives', async () => {
+    const dir = tempDir('atomic-');
+    const proto = await fileHandlePrototype(dir);
+    const datasync = vi.spyOn(proto, 'datasync');
+    const file = await AtomicFile.create(join(dir, 'big.bin'));
+    const chunk = new Uint8Array(3 << 20);
+    const chunks = 200;
+    for (let i = 0; i < chunks; i++) {
+      chunk.fill(i & 0xff);
+      await file.write(chunk);
+    }
+    await file.commit();
+    // 600 MiB: at least one flush at each 256 MiB boundary that found none in flight.
+    expect(datasync.mock.calls.length).toBeGreaterThanOrEqual(1);
+    const handle = await open(join(dir, 'big.bin'), 'r');
+    try {
+      expect((await handle.stat()).size).toBe(chunks * chunk.length);
+      const probe = new Uint8Array(1);
+      for (const i of [0, 77, 150, 199]) {
+        await handle.read(probe, 0, 1, i * chunk.length + 123);
+        expect(probe[0]).toBe(i & 0xff);
+      }
+    } finally {
+      await handle.close();
+    }
+  });
+
+  it('a failed background flush fails the commit and leaves the old file', async () => {
+    const dir = tempDir('atomic-');
+    const target = join(dir, 'model.gguf');
+    await writeFile(target, 'the good one');
+    const proto = await fileHandlePrototype(dir);
+    vi.spyOn(proto, 'datasync').mockRejectedValue(Object.assign(new Error('EIO: i/o error, fdatasync'), { code: 'EIO' }));
+    const file = await AtomicFile.create(target);
+    const chunk = new Uint8Array(8 << 20);
+    for (let i = 0; i < 40; i++) await file.write(chunk);
+    await expect(file.commit()).rejects.toThrow(/EIO/);
+    await file.abort();
+    expect(await readFile(target, 'utf8')).toBe('the good one');
+    expect((await readdir(dir)).sort()).toEqual(['model.gguf', 'probe']);
   });
 
   it('refuses to reuse a temp name', async () => {
