@@ -56,7 +56,7 @@ export function parameterCount(a: Omit<Architecture, 'ropePeriods'>): number {
 /** One tensor as the loader would hand it to the native model. */
 type Placement =
   | { name: string; kind: 'dense'; shape: readonly number[] }
-  | { name: string; kind: 'quantized'; out: number; in: number; bits: number; groupSize: number };
+  | { name: string; kind: 'quantized'; out: number; in: number; bits: number; groupSize: number; halfScales: boolean };
 
 const mlxQuantizationSchema = z.object({ group_size: z.number().int(), bits: z.number().int() }).loose();
 
@@ -85,7 +85,8 @@ function storageKey(p: Placement, build: NativeBuildOptions): string {
 
 function placementBytes(p: Placement, build: NativeBuildOptions): number {
   const scalar = dtypeBytes(build.computeDtype);
-  if (p.kind === 'quantized') return p.out * ((p.in * p.bits) / 32) * 4 + 2 * p.out * (p.in / p.groupSize) * scalar;
+  // Scales stored in 16 bits stay 16-bit in a float32 model (widened exactly at use).
+  if (p.kind === 'quantized') return p.out * ((p.in * p.bits) / 32) * 4 + 2 * p.out * (p.in / p.groupSize) * (p.halfScales ? 2 : scalar);
   const elements = p.shape.reduce((n, d) => n * d, 1);
   if (isLinearWeight(p.name) && storageKey(p, build) !== 'dense') {
     const [out, inputs] = p.shape as [number, number];
@@ -135,7 +136,7 @@ async function hfPlacements(dir: string, a: Omit<Architecture, 'ropePeriods'>): 
       placements.push(
         e.name === 'model.embed_tokens.weight'
           ? { name: e.name, kind: 'dense', shape: [out, inputs] }
-          : { name: e.name, kind: 'quantized', out, in: inputs, ...layout },
+          : { name: e.name, kind: 'quantized', out, in: inputs, ...layout, halfScales: scales.dtype === 'F16' || scales.dtype === 'BF16' },
       );
       continue;
     }
@@ -170,7 +171,9 @@ export async function summarizeModel(spec: string, options: SummaryOptions = {})
     if (name === undefined) continue;
     if (isRepackable(t.typeName) && isLinearWeight(name) && t.shape.length === 2) {
       const [out, inputs] = t.shape as [number, number];
-      placements.push({ name, kind: 'quantized', out, in: inputs, bits: t.typeName === 'Q8_0' ? 8 : 4, groupSize: 32 });
+      // A repack keeps the blocks' float16 scales (the loader falls back to float32 only where
+      // -8·scale overflows float16, which no trained model's weights come near).
+      placements.push({ name, kind: 'quantized', out, in: inputs, bits: t.typeName === 'Q8_0' ? 8 : 4, groupSize: 32, halfScales: true });
     } else {
       placements.push({ name, kind: 'dense', shape: t.shape });
     }
