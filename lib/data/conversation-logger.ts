@@ -51,21 +51,31 @@ interface AppendHandle {
   inode: number;
 }
 
-/** Opens `path` for appending; a torn last line left by a crashed writer is closed with "\n". */
+/** The file's last byte, read through the handle itself (the path may already name a newer file). */
+function lastByte(fd: number): number | undefined {
+  const size = fstatSync(fd).size;
+  if (size === 0) return undefined;
+  const last = Buffer.alloc(1);
+  return readSync(fd, last, 0, 1, size - 1) === 1 ? last[0] : undefined;
+}
+
+/**
+ * Opens `path` for appending; a torn last line left by a crashed writer is closed with "\n". A
+ * live writer's line can look torn for an instant while the kernel copies it in, so a torn end
+ * counts only if it is still there a moment later.
+ */
 function openForAppend(path: string): AppendHandle {
-  const fd = openSync(path, 'a');
-  const st = fstatSync(fd);
-  if (st.size > 0) {
-    const last = Buffer.alloc(1);
-    const reader = openSync(path, 'r');
-    try {
-      readSync(reader, last, 0, 1, st.size - 1);
-    } finally {
-      closeSync(reader);
-    }
-    if (last[0] !== 0x0a) writeSync(fd, '\n');
+  const fd = openSync(path, 'a+');
+  const inode = fstatSync(fd).ino;
+  let torn = false;
+  for (let look = 0; look < 3; look++) {
+    const last = lastByte(fd);
+    torn = last !== undefined && last !== 0x0a;
+    if (!torn) break;
+    Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 2);
   }
-  return { fd, inode: st.ino };
+  if (torn) writeSync(fd, '\n');
+  return { fd, inode };
 }
 
 function currentInode(path: string): number {
