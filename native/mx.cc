@@ -383,4 +383,16 @@ int item<int>(const mlx_array a) {
   return v;
 }
 
+Array after(const mlx_array x, const Array& dependency) {
+  if (dependency.empty()) return ref(x);
+  VectorArray in(mlx_vector_array_new_data(&x, 1));
+  mlx_array dep = dependency.get();
+  VectorArray deps(mlx_vector_array_new_data(&dep, 1));
+  VectorArray res(mlx_vector_array_new());
+  check(mlx_depends(res.out(), in.get(), deps.get()), "mlx_depends");
+  Array out;
+  check(mlx_vector_array_get(out.out(), res.get(), 0), "mlx_vector_array_get");
+  return out;
+}
+
 }  // namespace mlxq::mx

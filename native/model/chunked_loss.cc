@@ -39,26 +39,6 @@ Array concat_rows(const std::vector<Array>& parts) {
   return out;
 }
 
-/**
- * `x`, made to wait for `dependency`: the chunks form one lazy graph, and MLX builds its schedule
- * breadth-first, which would compute every chunk's logits before reducing any. Chained, a chunk
- * starts only after the previous one's result; MLX's CPU scheduler still allocates up to ten
- * operations ahead, so about two chunks are alive at once. (Evaluating chunk by chunk instead
- * would evaluate the forward pass inside value_and_grad, where every evaluated array keeps its
- * inputs: the whole forward graph's activations, far more than the logits.)
- */
-Array after(const mlx_array x, const Array& dependency) {
-  if (dependency.empty()) return mx::ref(x);
-  VectorArray in(mlx_vector_array_new_data(&x, 1));
-  mlx_array dep = dependency.get();
-  VectorArray deps(mlx_vector_array_new_data(&dep, 1));
-  VectorArray res(mlx_vector_array_new());
-  check(mlx_depends(res.out(), in.get(), deps.get()), "mlx_depends");
-  Array out;
-  check(mlx_vector_array_get(out.out(), res.get(), 0), "mlx_vector_array_get");
-  return out;
-}
-
 /** The head as a dense [V, D] matrix for one pass (dequantized once), or empty: quantized_matmul per chunk. */
 Array pass_weight(const Head& hd, mlx_dtype dtype) {
   if (hd.bits == 0) return mx::ref(hd.w.get());
@@ -162,7 +142,10 @@ ChunkedResult run_chunks(const Head& hd, const mlx_array h, const mlx_array targ
   Array previous;
   for (const Span& s : spans(n, hd.chunk)) {
     Array rows = mx::slice(h, {s.start, 0}, {s.stop, d});
-    Array x = after(rows.get(), previous);
+    // Chained: MLX schedules a lazy graph breadth-first and would compute every chunk's logits
+    // before reducing any; a chunk that waits for the previous one's result keeps about two alive.
+    // (Evaluating chunk by chunk inside value_and_grad would keep the whole forward's activations.)
+    Array x = mx::after(rows.get(), previous);
     Array z = chunk_logits(hd, dense, x.get());
     if (gradient && hd.ops) {
       Array t = mx::slice(targets, {s.start}, {s.stop});

@@ -43,19 +43,6 @@ Array param_as(const mlx_array p, mlx_dtype dtype) {
   return mx::dtype_of(p) == dtype ? mx::ref(p) : mx::astype(p, dtype);
 }
 
-/** `x`, made to wait for `dependency`, so that one block is dequantized only after the previous block's product. */
-Array after(const mlx_array x, const Array& dependency) {
-  if (dependency.empty()) return mx::ref(x);
-  VectorArray in(mlx_vector_array_new_data(&x, 1));
-  mlx_array dep = dependency.get();
-  VectorArray deps(mlx_vector_array_new_data(&dep, 1));
-  VectorArray res(mlx_vector_array_new());
-  check(mlx_depends(res.out(), in.get(), deps.get()), "mlx_depends");
-  Array out;
-  check(mlx_vector_array_get(out.out(), res.get(), 0), "mlx_vector_array_get");
-  return out;
-}
-
 Array concat_last(const std::vector<Array>& parts) {
   std::vector<mlx_array> views;
   for (const auto& p : parts) views.push_back(p.get());
@@ -69,7 +56,7 @@ Array concat_last(const std::vector<Array>& parts) {
 Array dequantize_rows(const Frozen& f, int r0, int r1, const Array& dependency) {
   const int packed = f.in * f.bits / 32, groups = f.in / f.group_size;
   Array w = mx::slice(f.w.get(), {r0, 0}, {r1, packed});
-  Array w_after = after(w.get(), dependency);
+  Array w_after = mx::after(w.get(), dependency);  // one block dequantized after the previous block's product
   Array s = mx::slice(f.scales.get(), {r0, 0}, {r1, groups});
   Array b = mx::slice(f.biases.get(), {r0, 0}, {r1, groups});
   Array s_c = param_as(s.get(), f.dtype), b_c = param_as(b.get(), f.dtype);
@@ -79,7 +66,7 @@ Array dequantize_rows(const Frozen& f, int r0, int r1, const Array& dependency) 
 /** Columns [c0, c1) of the weight (group-aligned), dense [out, c1 − c0]; waits for `dependency`. */
 Array dequantize_cols(const Frozen& f, int c0, int c1, const Array& dependency) {
   Array w = mx::slice(f.w.get(), {0, c0 * f.bits / 32}, {f.out, c1 * f.bits / 32});
-  Array w_after = after(w.get(), dependency);
+  Array w_after = mx::after(w.get(), dependency);  // one block dequantized after the previous block's product
   Array s = mx::slice(f.scales.get(), {0, c0 / f.group_size}, {f.out, c1 / f.group_size});
   Array b = mx::slice(f.biases.get(), {0, c0 / f.group_size}, {f.out, c1 / f.group_size});
   Array s_c = param_as(s.get(), f.dtype), b_c = param_as(b.get(), f.dtype);
