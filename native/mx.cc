@@ -259,9 +259,7 @@ Array concatenate(const std::vector<mlx_array>& arrays, int axis) {
 std::vector<Array> split_sections(const mlx_array a, const Shape& indices, int axis) {
   VectorArray parts(mlx_vector_array_new());
   check(mlx_split_sections(parts.out(), a, indices.data(), indices.size(), axis, stream()), "mlx_split_sections");
-  std::vector<Array> out(mlx_vector_array_size(parts.get()));
-  for (size_t i = 0; i < out.size(); ++i) check(mlx_vector_array_get(out[i].out(), parts.get(), i), "mlx_vector_array_get");
-  return out;
+  return arrays_of(parts.get());
 }
 
 Array addmm(const mlx_array c, const mlx_array a, const mlx_array b, float alpha, float beta) {
@@ -381,6 +379,12 @@ int item<int>(const mlx_array a) {
   int v = 0;
   check(mlx_array_item_int32(&v, i.get()), "mlx_array_item_int32");
   return v;
+}
+
+std::vector<Array> arrays_of(const mlx_vector_array in) {
+  std::vector<Array> out(mlx_vector_array_size(in));
+  for (size_t i = 0; i < out.size(); ++i) check(mlx_vector_array_get(out[i].out(), in, i), "mlx_vector_array_get");
+  return out;
 }
 
 Array after(const mlx_array x, const Array& dependency) {

@@ -112,6 +112,9 @@ Array random_categorical(const mlx_array logits, int axis, const mlx_array key);
 void eval(std::initializer_list<mlx_array> arrays);
 void eval(const std::vector<mlx_array>& arrays);
 
+/** The arrays of an mlx_vector_array (a closure's inputs or outputs), each owned. */
+std::vector<Array> arrays_of(const mlx_vector_array in);
+
 /** `x`, made to be computed only after `dependency` (mlx_depends); `x` itself when it is empty. */
 Array after(const mlx_array x, const Array& dependency);
 

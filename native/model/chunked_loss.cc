@@ -24,12 +24,6 @@ struct Head {
 
 Array ref_or_empty(const Array& a) { return a.empty() ? Array() : mx::ref(a.get()); }
 
-std::vector<Array> arrays_of(const mlx_vector_array in) {
-  std::vector<Array> out(mlx_vector_array_size(in));
-  for (size_t i = 0; i < out.size(); ++i) check(mlx_vector_array_get(out[i].out(), in, i), "mlx_vector_array_get");
-  return out;
-}
-
 Array concat_rows(const std::vector<Array>& parts) {
   std::vector<mlx_array> views;
   for (const auto& p : parts) views.push_back(p.get());
@@ -189,7 +183,7 @@ ChunkedResult run_chunks(const Head& hd, const mlx_array h, const mlx_array targ
 /** Outputs [Σ masked CE, d loss / d h]. */
 int run_forward(mlx_vector_array* out, const mlx_vector_array in, void* raw) {
   try {
-    auto p = arrays_of(in);
+    auto p = mx::arrays_of(in);
     ChunkedResult r = run_chunks(*static_cast<Head*>(raw), p[0].get(), p[1].get(), p[2].get(), true);
     mlx_array o[2] = {r.loss.get(), r.dh.get()};
     *out = mlx_vector_array_new_data(o, 2);
@@ -203,9 +197,9 @@ int run_forward(mlx_vector_array* out, const mlx_vector_array in, void* raw) {
 int run_vjp(mlx_vector_array* out, const mlx_vector_array primals, const mlx_vector_array cotangents,
             const mlx_vector_array outputs, void*) {
   try {
-    auto p = arrays_of(primals);
-    auto c = arrays_of(cotangents);
-    auto o = arrays_of(outputs);
+    auto p = mx::arrays_of(primals);
+    auto c = mx::arrays_of(cotangents);
+    auto o = mx::arrays_of(outputs);
     const mlx_array h = p[0].get(), targets = p[1].get(), mask = p[2].get();
     Array g = mx::astype(c[0].get(), mx::dtype_of(h));
     Array dh = mx::multiply(o[1].get(), g.get());

@@ -9,12 +9,6 @@
 namespace mlxq::model {
 namespace {
 
-std::vector<Array> arrays_of(const mlx_vector_array in) {
-  std::vector<Array> out(mlx_vector_array_size(in));
-  for (size_t i = 0; i < out.size(); ++i) check(mlx_vector_array_get(out[i].out(), in, i), "mlx_vector_array_get");
-  return out;
-}
-
 int set_outputs(mlx_vector_array* out, std::initializer_list<mlx_array> arrays) {
   std::vector<mlx_array> v(arrays);
   *out = mlx_vector_array_new_data(v.data(), v.size());
@@ -24,7 +18,7 @@ int set_outputs(mlx_vector_array* out, std::initializer_list<mlx_array> arrays) 
 /** [g, u] → [silu(g)·u]. */
 int swiglu_forward(mlx_vector_array* out, const mlx_vector_array in) {
   try {
-    auto p = arrays_of(in);
+    auto p = mx::arrays_of(in);
     Array s = mx::sigmoid(p[0].get());
     Array silu = mx::multiply(p[0].get(), s.get());
     Array act = mx::multiply(silu.get(), p[1].get());
@@ -38,7 +32,7 @@ int swiglu_forward(mlx_vector_array* out, const mlx_vector_array in) {
 /** [g, u, d] → [d·u·silu'(g), d·silu(g)], with silu'(g) = s + silu·(1 − s), s = sigmoid(g). */
 int swiglu_backward(mlx_vector_array* out, const mlx_vector_array in) {
   try {
-    auto p = arrays_of(in);
+    auto p = mx::arrays_of(in);
     const mlx_array g = p[0].get(), u = p[1].get(), d = p[2].get();
     Array s = mx::sigmoid(g);
     Array silu = mx::multiply(g, s.get());
@@ -58,7 +52,7 @@ int swiglu_backward(mlx_vector_array* out, const mlx_vector_array in) {
 
 int shifted_exp_kernel(mlx_vector_array* out, const mlx_vector_array in) {
   try {
-    auto p = arrays_of(in);
+    auto p = mx::arrays_of(in);
     Array shifted = mx::subtract(p[0].get(), p[1].get());
     Array e = mx::exp(shifted.get());
     return set_outputs(out, {e.get()});
@@ -71,7 +65,7 @@ int shifted_exp_kernel(mlx_vector_array* out, const mlx_vector_array in) {
 /** [e, f, w, targets, columns] → [where(columns == targets, e·f − w, e·f)]. */
 int logit_grad_kernel(mlx_vector_array* out, const mlx_vector_array in) {
   try {
-    auto p = arrays_of(in);
+    auto p = mx::arrays_of(in);
     Array scaled = mx::multiply(p[0].get(), p[1].get());
     Array at_target = mx::subtract(scaled.get(), p[2].get());
     Array hit = mx::equal(p[4].get(), p[3].get());
@@ -97,8 +91,8 @@ Array apply_one(const Closure& fn, std::initializer_list<mlx_array> inputs) {
 int swiglu_vjp(mlx_vector_array* out, const mlx_vector_array primals, const mlx_vector_array cotangents,
                const mlx_vector_array, void* payload) {
   try {
-    auto p = arrays_of(primals);
-    auto c = arrays_of(cotangents);
+    auto p = mx::arrays_of(primals);
+    auto c = mx::arrays_of(cotangents);
     mlx_array ins[3] = {p[0].get(), p[1].get(), c[0].get()};
     VectorArray in(mlx_vector_array_new_data(ins, 3));
     check(mlx_closure_apply(out, *static_cast<mlx_closure*>(payload), in.get()), "mlx_closure_apply");

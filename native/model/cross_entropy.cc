@@ -8,12 +8,6 @@
 namespace mlxq::model {
 namespace {
 
-std::vector<Array> inputs_of(const mlx_vector_array in) {
-  std::vector<Array> out(mlx_vector_array_size(in));
-  for (size_t i = 0; i < out.size(); ++i) check(mlx_vector_array_get(out[i].out(), in, i), "mlx_vector_array_get");
-  return out;
-}
-
 /** [Σ masked CE, logsumexp [B, L, 1]]: the second output saves the backward pass recomputing it. */
 std::pair<Array, Array> forward(const mlx_array logits, const mlx_array targets, const mlx_array mask) {
   Array lse_keep = mx::logsumexp_axis(logits, -1, true);
@@ -28,7 +22,7 @@ std::pair<Array, Array> forward(const mlx_array logits, const mlx_array targets,
 
 int run_forward(mlx_vector_array* out, const mlx_vector_array in, void*) {
   try {
-    auto x = inputs_of(in);
+    auto x = mx::arrays_of(in);
     auto [loss, lse] = forward(x[0].get(), x[1].get(), x[2].get());
     mlx_array r[2] = {loss.get(), lse.get()};
     *out = mlx_vector_array_new_data(r, 2);
@@ -43,9 +37,9 @@ int run_forward(mlx_vector_array* out, const mlx_vector_array in, void*) {
 int run_vjp(mlx_vector_array* out, const mlx_vector_array primals, const mlx_vector_array cotangents,
             const mlx_vector_array outputs, void*) {
   try {
-    auto p = inputs_of(primals);
-    auto c = inputs_of(cotangents);
-    auto o = inputs_of(outputs);
+    auto p = mx::arrays_of(primals);
+    auto c = mx::arrays_of(cotangents);
+    auto o = mx::arrays_of(outputs);
     const mlx_array logits = p[0].get(), targets = p[1].get(), mask = p[2].get();
     const int vocab = mx::dim(logits, -1);
     Array lse = mx::stop_gradient(o[1].get());
