@@ -70,13 +70,13 @@ async function runChild(gguf: string, tokens: number, whole: boolean): Promise<S
 
 /**
  * Bytes one more decoder layer would hold through a step: its base weights (the base less the
- * embedding, dense float32 on the CPU, and the Q6_K head re-quantized to 6 bits at g32 with float32
+ * Q4_0 embedding, 4.5 bits a weight, and the Q6_K head re-quantized to 6 bits at g32 with float32
  * scales, 8 bits a weight), LoRA parameters with their gradients and AdamW moments, and the hidden
  * state its checkpoint keeps.
  */
 function perLayerBytes(r: SevenBResult, layers: number, tokens: number): number {
   const s = MISTRAL_7B;
-  const outside = s.vocab * s.hidden * (4 + 1);
+  const outside = s.vocab * s.hidden * (4.5 / 8 + 1);
   const base = (r.baseBytes - outside) / layers;
   return base + (4 * r.loraBytes) / layers + tokens * s.hidden * 4;
 }

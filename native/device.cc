@@ -8,6 +8,7 @@
 #include "args.h"
 #include "errors.h"
 #include "guard.h"
+#include "heap.h"
 
 namespace mlxq {
 namespace {
@@ -118,6 +119,15 @@ Napi::Value Run(const Napi::CallbackInfo& info) {
   });
 }
 
+// clearCache(): Promise<void>. MLX's cache, then the allocator's free pages (the CPU backend's cache).
+Napi::Value ClearCache(const Napi::CallbackInfo& info) {
+  return run_on_mlx(info.Env(), [](MlxThread&) -> MlxThread::Settle {
+    check(mlx_clear_cache(), "mlx_clear_cache");
+    release_free_heap();
+    return [](Napi::Env env) -> Napi::Value { return env.Undefined(); };
+  });
+}
+
 }  // namespace
 
 void init_device(Napi::Env env, Napi::Object exports) {
@@ -127,7 +137,7 @@ void init_device(Napi::Env env, Napi::Object exports) {
   exports.Set("setMemoryLimit", Napi::Function::New<guarded<SetLimitOf<mlx_set_memory_limit>>>(env, "setMemoryLimit"));
   exports.Set("setCacheLimit", Napi::Function::New<guarded<SetLimitOf<mlx_set_cache_limit>>>(env, "setCacheLimit"));
   exports.Set("resetPeakMemory", Napi::Function::New<guarded<Run<mlx_reset_peak_memory>>>(env, "resetPeakMemory"));
-  exports.Set("clearCache", Napi::Function::New<guarded<Run<mlx_clear_cache>>>(env, "clearCache"));
+  exports.Set("clearCache", Napi::Function::New<guarded<ClearCache>>(env, "clearCache"));
 }
 
 }  // namespace mlxq

@@ -1,6 +1,6 @@
 /**
  * GGUF tensors into the native model: F32/F16/BF16 straight from the file's bytes, Q4_0/Q4_1/Q8_0
- * linear weights repacked losslessly into MLX's quantized layout, and every other decodable type
+ * linear weights and embedding repacked losslessly into MLX's quantized layout, and every other decodable type
  * (Q5_0, Q5_1, Q2_K–Q6_K, and Q4_0/Q4_1/Q8_0 outside linear weights) decoded to float32 here and,
  * for linear weights, quantized again natively. Q/K rows keep llama.cpp's order (RoPE runs
  * interleaved for them).
@@ -18,8 +18,9 @@ export { ggufToHfName } from '../gguf/tensor-names.js';
 
 const directTypes: Record<string, DType> = { F32: 'float32', F16: 'float16', BF16: 'bfloat16' };
 
-function isLinearWeight(hfName: string): boolean {
-  return hfName === 'lm_head.weight' || /_proj\.weight$/.test(hfName);
+/** Weights the native model keeps quantized: the linears and the embedding (dequantized there if tied). */
+function keptQuantized(hfName: string): boolean {
+  return hfName === 'lm_head.weight' || hfName === 'model.embed_tokens.weight' || /_proj\.weight$/.test(hfName);
 }
 
 async function loadOne(model: NativeModel, file: GgufFile, t: GgufTensorInfo, hfName: string): Promise<void> {
@@ -33,7 +34,7 @@ async function loadOne(model: NativeModel, file: GgufFile, t: GgufTensorInfo, hf
     }
     return;
   }
-  if (isRepackable(t.typeName) && isLinearWeight(hfName) && t.shape.length === 2) {
+  if (isRepackable(t.typeName) && keptQuantized(hfName) && t.shape.length === 2) {
     const [rows, cols] = t.shape as [number, number];
     const q = repackGguf(t.typeName, await readTensorBytes(file, t), rows, cols);
     const wq = await tensor(q.wq, [rows, (cols * q.bits) / 32]);
@@ -63,7 +64,7 @@ async function loadOne(model: NativeModel, file: GgufFile, t: GgufTensorInfo, hf
 /** Whether a tensor is decoded to float32 on its way in (see loadOne) rather than copied or repacked. */
 function decodesToFloat32(t: GgufTensorInfo, hfName: string): boolean {
   if (directTypes[t.typeName]) return false;
-  return !(isRepackable(t.typeName) && isLinearWeight(hfName) && t.shape.length === 2);
+  return !(isRepackable(t.typeName) && keptQuantized(hfName) && t.shape.length === 2);
 }
 
 /**

@@ -6,9 +6,10 @@
  *
  * The storage rules mirror the loader's (load-model.ts, gguf-weights.ts, native Model::set_weight):
  * dense linear weights are quantized with the build's bits when the group size divides their
- * inputs; GGUF Q4_0/Q4_1/Q8_0 linear weights keep their 4/8-bit group-32 blocks; MLX-quantized
- * triples keep their own bits and group size, except the embedding, which is dequantized; every
- * other tensor is dense in the compute dtype.
+ * inputs; GGUF Q4_0/Q4_1/Q8_0 linear weights (and the embedding, unless tied to the head) keep their
+ * 4/8-bit group-32 blocks, Q4_0 and Q8_0 without biases (the native model makes them from the
+ * scales); MLX-quantized triples keep their own bits and group size (the embedding dequantized when
+ * tied); every other tensor is dense in the compute dtype.
  */
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -56,12 +57,17 @@ export function parameterCount(a: Omit<Architecture, 'ropePeriods'>): number {
 /** One tensor as the loader would hand it to the native model. */
 type Placement =
   | { name: string; kind: 'dense'; shape: readonly number[] }
-  | { name: string; kind: 'quantized'; out: number; in: number; bits: number; groupSize: number; halfScales: boolean };
+  | { name: string; kind: 'quantized'; out: number; in: number; bits: number; groupSize: number; halfScales: boolean; impliedBiases?: boolean };
 
 const mlxQuantizationSchema = z.object({ group_size: z.number().int(), bits: z.number().int() }).loose();
 
 function isLinearWeight(name: string): boolean {
   return name === 'lm_head.weight' || /_proj\.weight$/.test(name);
+}
+
+/** Weights the native model keeps quantized when they arrive quantized (an untied embedding too). */
+function keepsQuantized(name: string, a: Omit<Architecture, 'ropePeriods'>): boolean {
+  return isLinearWeight(name) || (name === 'model.embed_tokens.weight' && !a.tieWordEmbeddings);
 }
 
 function dtypeBytes(dtype: DType): number {
@@ -86,7 +92,10 @@ function storageKey(p: Placement, build: NativeBuildOptions): string {
 function placementBytes(p: Placement, build: NativeBuildOptions): number {
   const scalar = dtypeBytes(build.computeDtype);
   // Scales stored in 16 bits stay 16-bit in a float32 model (widened exactly at use).
-  if (p.kind === 'quantized') return p.out * ((p.in * p.bits) / 32) * 4 + 2 * p.out * (p.in / p.groupSize) * (p.halfScales ? 2 : scalar);
+  if (p.kind === 'quantized') {
+    const params = p.impliedBiases ? 1 : 2;
+    return p.out * ((p.in * p.bits) / 32) * 4 + params * p.out * (p.in / p.groupSize) * (p.halfScales ? 2 : scalar);
+  }
   const elements = p.shape.reduce((n, d) => n * d, 1);
   if (isLinearWeight(p.name) && storageKey(p, build) !== 'dense') {
     const [out, inputs] = p.shape as [number, number];
@@ -134,7 +143,7 @@ async function hfPlacements(dir: string, a: Omit<Architecture, 'ropePeriods'>): 
       const groups = scales.shape[1]!;
       const layout = { bits: (packed * 32) / inputs, groupSize: inputs / groups };
       placements.push(
-        e.name === 'model.embed_tokens.weight'
+        !keepsQuantized(e.name, a)
           ? { name: e.name, kind: 'dense', shape: [out, inputs] }
           : { name: e.name, kind: 'quantized', out, in: inputs, ...layout, halfScales: scales.dtype === 'F16' || scales.dtype === 'BF16' },
       );
@@ -169,11 +178,12 @@ export async function summarizeModel(spec: string, options: SummaryOptions = {})
   for (const t of file.tensors) {
     const name = ggufToHfName(t.name);
     if (name === undefined) continue;
-    if (isRepackable(t.typeName) && isLinearWeight(name) && t.shape.length === 2) {
+    if (isRepackable(t.typeName) && keepsQuantized(name, architecture) && t.shape.length === 2) {
       const [out, inputs] = t.shape as [number, number];
       // A repack keeps the blocks' float16 scales (the loader falls back to float32 only where
       // -8·scale overflows float16, which no trained model's weights come near).
-      placements.push({ name, kind: 'quantized', out, in: inputs, bits: t.typeName === 'Q8_0' ? 8 : 4, groupSize: 32, halfScales: true });
+      const impliedBiases = t.typeName !== 'Q4_1';
+      placements.push({ name, kind: 'quantized', out, in: inputs, bits: t.typeName === 'Q8_0' ? 8 : 4, groupSize: 32, halfScales: true, impliedBiases });
     } else {
       placements.push({ name, kind: 'dense', shape: t.shape });
     }

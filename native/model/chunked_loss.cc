@@ -6,6 +6,7 @@
 #include "errors.h"
 #include "model/compiled_ops.h"
 #include "model/linear.h"
+#include "model/vocab_blocked_loss.h"
 #include "mx.h"
 
 namespace mlxq::model {
@@ -13,16 +14,17 @@ namespace {
 
 /** The frozen head, held by the custom function's closures for as long as the graph needs it. */
 struct Head {
-  Array w, scales, biases, bias;
-  int bits = 0;
-  int group_size = 0;
+  Linear l;  // its arrays are references to the model's
   LinearKernel kernel = LinearKernel::DequantizeMatmul;
   int chunk = 0;
   /** Compiled softmax-gradient kernels, or null: plain ops. */
   std::shared_ptr<const CompiledOps> ops;
 };
 
-Array ref_or_empty(const Array& a) { return a.empty() ? Array() : mx::ref(a.get()); }
+/** A large quantized head goes vocabulary block by vocabulary block (vocab_blocked_loss.h). */
+bool blocked_by_vocab(const Head& hd) {
+  return hd.kernel == LinearKernel::DequantizeMatmul && dequantizes_in_blocks(hd.l);
+}
 
 Array concat_rows(const std::vector<Array>& parts) {
   std::vector<mlx_array> views;
@@ -35,19 +37,11 @@ Array concat_rows(const std::vector<Array>& parts) {
 
 /** The head as a dense [V, D] matrix for one pass (dequantized once), or empty: quantized_matmul per chunk. */
 Array pass_weight(const Head& hd, mlx_dtype dtype) {
-  if (hd.bits == 0) return mx::ref(hd.w.get());
+  if (!hd.l.quantized()) return mx::ref(hd.l.w.get());
   if (hd.kernel == LinearKernel::QuantizedMatmul) return Array();
   // Through dense_weight: it widens float16 scales before dequantizing (MLX dequantizes in the
-  // scales' dtype) and dequantizes a large head in row blocks, not through whole-matrix scratch.
-  Linear l;
-  l.w = mx::ref(hd.w.get());
-  l.scales = mx::ref(hd.scales.get());
-  l.biases = mx::ref(hd.biases.get());
-  l.bits = hd.bits;
-  l.group_size = hd.group_size;
-  l.out = mx::dim(hd.scales.get(), 0);
-  l.in = mx::dim(hd.scales.get(), 1) * hd.group_size;
-  return dense_weight(l, dtype);
+  // scales' dtype) and makes implied biases.
+  return dense_weight(hd.l, dtype);
 }
 
 /** float32 logits of rows x [c, D], as linear_base + astype would give them. */
@@ -57,16 +51,18 @@ Array chunk_logits(const Head& hd, const Array& dense, const mlx_array x) {
     Array wt = mx::transpose(dense.get(), {1, 0});
     y = mx::matmul(x, wt.get());
   } else {
-    y = mx::quantized_matmul(x, hd.w.get(), hd.scales.get(), hd.biases.get(), true, hd.group_size, hd.bits);
+    QuantParams q = quant_params(hd.l, mx::dtype_of(x));
+    y = mx::quantized_matmul(x, hd.l.w.get(), q.scales.get(), q.biases.get(), true, hd.l.group_size, hd.l.bits);
   }
-  if (!hd.bias.empty()) y = mx::add(y.get(), hd.bias.get());
+  if (!hd.l.bias.empty()) y = mx::add(y.get(), hd.l.bias.get());
   return mx::astype(y.get(), MLX_FLOAT32);
 }
 
 /** d loss / d x for d loss / d logits `dz` [c, V], in the dtype of x. */
 Array chunk_input_grad(const Head& hd, const Array& dense, const mlx_array dz) {
   if (!dense.empty()) return mx::matmul(dz, dense.get());
-  return mx::quantized_matmul(dz, hd.w.get(), hd.scales.get(), hd.biases.get(), false, hd.group_size, hd.bits);
+  QuantParams q = quant_params(hd.l, mx::dtype_of(dz));
+  return mx::quantized_matmul(dz, hd.l.w.get(), q.scales.get(), q.biases.get(), false, hd.l.group_size, hd.l.bits);
 }
 
 struct Span {
@@ -129,6 +125,10 @@ struct ChunkedResult {
  * are at hand: the backward pass then only scales it, and no chunk's logits are computed twice.
  */
 ChunkedResult run_chunks(const Head& hd, const mlx_array h, const mlx_array targets, const mlx_array mask, bool gradient) {
+  if (blocked_by_vocab(hd)) {
+    HeadLoss r = vocab_blocked_cross_entropy(hd.l, h, targets, mask, gradient);
+    return {std::move(r.loss), std::move(r.dh)};
+  }
   const int n = mx::dim(h, 0), d = mx::dim(h, 1);
   const mlx_dtype dtype = mx::dtype_of(h);
   Array dense = pass_weight(hd, dtype);
@@ -215,8 +215,7 @@ int run_vjp(mlx_vector_array* out, const mlx_vector_array primals, const mlx_vec
 }
 
 Head* head_of(const Linear& l, LinearKernel kernel, int chunk, std::shared_ptr<const CompiledOps> ops) {
-  auto* hd = new Head{mx::ref(l.w.get()), ref_or_empty(l.scales), ref_or_empty(l.biases), ref_or_empty(l.bias),
-                      l.bits, l.group_size, kernel, chunk, std::move(ops)};
+  auto* hd = new Head{linear_ref(l), kernel, chunk, std::move(ops)};
   return hd;
 }
 
@@ -236,8 +235,7 @@ Array chunked_cross_entropy_sum(const mlx_array h, const Linear& head, LinearKer
                                 std::shared_ptr<const CompiledOps> ops) {
   if (chunk_tokens <= 0) throw std::invalid_argument("the loss chunk must hold at least one token");
   if (!differentiable) {
-    Head hd{mx::ref(head.w.get()), ref_or_empty(head.scales), ref_or_empty(head.biases), ref_or_empty(head.bias),
-            head.bits, head.group_size, kernel, chunk_tokens, nullptr};
+    Head hd{linear_ref(head), kernel, chunk_tokens, nullptr};
     return std::move(run_chunks(hd, h, targets, mask, false).loss);
   }
   Closure fn(mlx_closure_new_func_payload(&run_forward, head_of(head, kernel, chunk_tokens, std::move(ops)), &delete_head));

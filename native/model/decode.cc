@@ -33,7 +33,8 @@ Array grown(const Array& buffer, const mlx_array like, int keep, int end, int st
  * eight rows 315 ms against 387 ms).
  */
 Array one_row_quantized(const Linear& l, const mlx_array x) {
-  Array y = mx::quantized_matmul(x, l.w.get(), l.scales.get(), l.biases.get(), true, l.group_size, l.bits);
+  QuantParams q = quant_params(l, mx::dtype_of(x));
+  Array y = mx::quantized_matmul(x, l.w.get(), q.scales.get(), q.biases.get(), true, l.group_size, l.bits);
   return l.bias.empty() ? std::move(y) : mx::add(y.get(), l.bias.get());
 }
 
@@ -203,7 +204,7 @@ Array Model::decode_logits(const mlx_array tokens, SteppedKVCache& cache, const 
     cache.keys.resize(config_.num_layers);
     cache.values.resize(config_.num_layers);
   }
-  Array h = mx::take_axis(embed_.get(), tokens, 0);
+  Array h = embed_tokens(tokens);
   for (int i = 0; i < config_.num_layers; ++i) {
     h = decode_block(i, h.get(), ctx, rope_offsets.empty() ? mlx_array{} : rope_offsets.get(), cache,
                      use_lora ? lora : nullptr);

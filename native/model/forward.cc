@@ -4,6 +4,7 @@
 #include <string>
 
 #include "model/block_context.h"
+#include "model/blocked_mlp.h"
 #include "model/chunked_loss.h"
 #include "model/cross_entropy.h"
 #include "model/fused_attention.h"
@@ -132,13 +133,28 @@ Array Model::block(int index, const mlx_array h_in, const BlockContext& ctx, con
 
   Array x2 = mx::rms_norm(h.get(), layer.mlp_norm.get(), config_.rms_norm_eps);
   mark_phase("norms", {x2.get()});
-  auto gu = project_group(layer, GATE, 2, x2.get(), ctx, lora);
-  Array act = swiglu(gu[0].get(), gu[1].get());
-  mark_phase("SwiGLU", {act.get()});
-  Array d = project(layer, DOWN, act.get(), ctx, lora);
+  Array d = mlp(layer, x2.get(), ctx, lora);
   Array out = mx::add(h.get(), d.get());
   mark_phase("residual adds", {out.get()});
   return out;
+}
+
+Array Model::mlp(const Layer& layer, const mlx_array x, const BlockContext& ctx,
+                 const std::vector<mlx_array>* lora) const {
+  const Linear &gate = layer.proj[GATE], &up = layer.proj[UP], &down = layer.proj[DOWN];
+  const bool adapted = lora != nullptr && (gate.lora_index >= 0 || up.lora_index >= 0 || down.lora_index >= 0);
+  if (mlp_in_blocks(gate, up, down, build_.kernel, adapted)) {
+    auto shape = mx::shape_of(x);
+    Array rows = mx::reshape(x, {static_cast<int>(mlx_array_size(x) / shape.back()), shape.back()});
+    Array y = blocked_mlp(gate, up, down, rows.get());
+    Array d = mx::reshape(y.get(), shape);
+    mark_phase("MLP in blocks (projections, SwiGLU)", {d.get()});
+    return d;
+  }
+  auto gu = project_group(layer, GATE, 2, x, ctx, lora);
+  Array act = swiglu(gu[0].get(), gu[1].get());
+  mark_phase("SwiGLU", {act.get()});
+  return project(layer, DOWN, act.get(), ctx, lora);
 }
 
 Array Model::hidden(const Batch& batch, const ForwardOptions& options) const {
@@ -195,7 +211,7 @@ Array Model::hidden(const Batch& batch, const ForwardOptions& options) const {
                                        ctx->cos.empty() ? mlx_array{} : ctx->cos.get(),
                                        ctx->sin.empty() ? mlx_array{} : ctx->sin.get(),
                                        ctx->dropout_keys.empty() ? mlx_array{} : ctx->dropout_keys.get()});
-  Array h = mx::take_axis(embed_.get(), batch.tokens, 0);
+  Array h = embed_tokens(batch.tokens);
   mark_phase("embedding", {h.get()});
   for (int i = 0; i < config_.num_layers; ++i) {
     h = options.checkpoint ? checkpointed_block(*this, i, h.get(), ctx, lora) : block(i, h.get(), *ctx, lora);

@@ -20,11 +20,19 @@ namespace {
  */
 constexpr long kDefaultBlockElements = 1L << 21;
 
-long block_elements(int bits) {
+}  // namespace
+
+long dequantize_block_elements() {
   // Read on each graph build (cheap next to building one), so a test can compare both paths.
   const char* v = std::getenv("MLXQ_DEQUANT_BLOCK_ELEMENTS");
   const long n = v ? std::atol(v) : 0;
-  const long configured = n > 0 ? n : kDefaultBlockElements;
+  return n > 0 ? n : kDefaultBlockElements;
+}
+
+namespace {
+
+long block_elements(int bits) {
+  const long configured = dequantize_block_elements();
   const bool power_of_two = (bits & (bits - 1)) == 0;
   return power_of_two ? configured : std::max(1L, configured / 8);
 }
@@ -37,6 +45,13 @@ struct Frozen {
   int in = 0, out = 0, bits = 0, group_size = 0;
   mlx_dtype dtype = MLX_FLOAT32;
 };
+
+Array ref_or_empty(const Array& a) { return a.empty() ? Array() : mx::ref(a.get()); }
+
+Frozen frozen_of(const Linear& l, mlx_dtype dtype) {
+  return Frozen{mx::ref(l.w.get()), mx::ref(l.scales.get()), ref_or_empty(l.biases), l.in, l.out, l.bits,
+                l.group_size, dtype};
+}
 
 /** Scales or biases in the dtype of the activations (float16 scales widen to float32 exactly). */
 Array param_as(const mlx_array p, mlx_dtype dtype) {
@@ -52,25 +67,62 @@ Array concat_last(const std::vector<Array>& parts) {
   return out;
 }
 
+/** −2^(bits−1)·scales in the scales' dtype: the biases of a symmetric format (Q4_0, Q8_0). */
+Array implied_biases(const mlx_array scales, int bits) {
+  Array k = mx::scalar(-static_cast<float>(1 << (bits - 1)));
+  Array k_c = mx::astype(k.get(), mx::dtype_of(scales));
+  return mx::multiply(scales, k_c.get());
+}
+
+/** Scales and biases of groups [start, stop) in `dtype`; biases implied when none are stored. */
+QuantParams group_params(const Frozen& f, const mx::Shape& start, const mx::Shape& stop) {
+  Array s = mx::slice(f.scales.get(), start, stop);
+  Array s_c = param_as(s.get(), f.dtype);
+  if (f.biases.empty()) {
+    Array b = implied_biases(s_c.get(), f.bits);
+    return {std::move(s_c), std::move(b)};
+  }
+  Array b = mx::slice(f.biases.get(), start, stop);
+  return {std::move(s_c), param_as(b.get(), f.dtype)};
+}
+
 /** Rows [r0, r1) of the weight, dense [r1 − r0, in]; waits for `dependency`. */
 Array dequantize_rows(const Frozen& f, int r0, int r1, const Array& dependency) {
   const int packed = f.in * f.bits / 32, groups = f.in / f.group_size;
   Array w = mx::slice(f.w.get(), {r0, 0}, {r1, packed});
   Array w_after = mx::after(w.get(), dependency);  // one block dequantized after the previous block's product
-  Array s = mx::slice(f.scales.get(), {r0, 0}, {r1, groups});
-  Array b = mx::slice(f.biases.get(), {r0, 0}, {r1, groups});
-  Array s_c = param_as(s.get(), f.dtype), b_c = param_as(b.get(), f.dtype);
-  return mx::dequantize(w_after.get(), s_c.get(), b_c.get(), f.group_size, f.bits, f.dtype);
+  QuantParams q = group_params(f, {r0, 0}, {r1, groups});
+  return mx::dequantize(w_after.get(), q.scales.get(), q.biases.get(), f.group_size, f.bits, f.dtype);
 }
 
 /** Columns [c0, c1) of the weight (group-aligned), dense [out, c1 − c0]; waits for `dependency`. */
 Array dequantize_cols(const Frozen& f, int c0, int c1, const Array& dependency) {
   Array w = mx::slice(f.w.get(), {0, c0 * f.bits / 32}, {f.out, c1 * f.bits / 32});
   Array w_after = mx::after(w.get(), dependency);  // one block dequantized after the previous block's product
-  Array s = mx::slice(f.scales.get(), {0, c0 / f.group_size}, {f.out, c1 / f.group_size});
-  Array b = mx::slice(f.biases.get(), {0, c0 / f.group_size}, {f.out, c1 / f.group_size});
-  Array s_c = param_as(s.get(), f.dtype), b_c = param_as(b.get(), f.dtype);
-  return mx::dequantize(w_after.get(), s_c.get(), b_c.get(), f.group_size, f.bits, f.dtype);
+  QuantParams q = group_params(f, {0, c0 / f.group_size}, {f.out, c1 / f.group_size});
+  return mx::dequantize(w_after.get(), q.scales.get(), q.biases.get(), f.group_size, f.bits, f.dtype);
+}
+
+/**
+ * Rows [r0, r1) dense, written block by block into one buffer when they span more than two blocks:
+ * each slice_update takes over its predecessor's buffer, so the result is never held twice (as
+ * concatenating the blocks would).
+ */
+Array dense_rows(const Frozen& f, int r0, int r1, const Array& dependency) {
+  if (long(r1 - r0) * long(f.in) <= 2 * block_elements(f.bits)) return dequantize_rows(f, r0, r1, dependency);
+  const int rows = block_rows(f.bits, f.in);
+  Array zero = mx::scalar(0.0f);
+  Array out = mx::full({r1 - r0, f.in}, zero.get(), f.dtype);
+  Array previous = dependency.empty() ? Array() : mx::ref(dependency.get());
+  for (int a = r0; a < r1; a += rows) {
+    const int b = std::min(r1, a + rows);
+    Array block = dequantize_rows(f, a, b, previous);
+    out = mx::slice_update(out.get(), block.get(), {a - r0, 0}, {b - r0, f.in});
+    // Waiting on the block, not on `out`: a second reader of `out` would stop the next update
+    // from taking its buffer over.
+    previous = std::move(block);
+  }
+  return out;
 }
 
 /** y = x·Wᵀ, one block of output features at a time. */
@@ -148,11 +200,9 @@ void delete_frozen(void* p) { delete static_cast<Frozen*>(p); }
  * before multiplying any.
  */
 Array blocked_linear(const Linear& l, const mlx_array x) {
-  auto* f = new Frozen{mx::ref(l.w.get()), mx::ref(l.scales.get()), mx::ref(l.biases.get()), l.in, l.out, l.bits,
-                       l.group_size, mx::dtype_of(x)};
+  auto* f = new Frozen(frozen_of(l, mx::dtype_of(x)));
   Closure fn(mlx_closure_new_func_payload(&run_blocked, f, &delete_frozen));
-  auto* g = new Frozen{mx::ref(l.w.get()), mx::ref(l.scales.get()), mx::ref(l.biases.get()), l.in, l.out, l.bits,
-                       l.group_size, mx::dtype_of(x)};
+  auto* g = new Frozen(frozen_of(l, mx::dtype_of(x)));
   ClosureCustom vjp(mlx_closure_custom_new_func_payload(&run_blocked_vjp, g, &delete_frozen));
   Closure custom;
   check(mlx_custom_vjp(custom.out(), fn.get(), vjp.get()), "mlx_custom_vjp");
@@ -170,6 +220,60 @@ Array stored_quant_param(const mlx_array given, mlx_dtype compute) {
   return param_as(given, compute);
 }
 
+QuantParams quant_params(const Linear& l, mlx_dtype dtype) {
+  const Frozen f = frozen_of(l, dtype);
+  return group_params(f, {0, 0}, {l.out, l.in / l.group_size});
+}
+
+void drop_implied_biases(Linear& l) {
+  if (!l.quantized() || l.biases.empty()) return;
+  Array s32 = mx::astype(l.scales.get(), MLX_FLOAT32);
+  Array implied = implied_biases(s32.get(), l.bits);
+  Array b32 = mx::astype(l.biases.get(), MLX_FLOAT32);
+  Array same;
+  check(mlx_array_equal(same.out(), implied.get(), b32.get(), false, mx::stream()), "mlx_array_equal");
+  mx::eval({same.get()});
+  if (mx::item<int>(same.get()) != 0) l.biases.reset();
+}
+
+Array gather_dequantized_rows(const Linear& l, const mlx_array rows, mlx_dtype dtype) {
+  const Frozen f = frozen_of(l, dtype);
+  Array flat = mx::reshape(rows, {-1});
+  Array w = mx::take_axis(l.w.get(), flat.get(), 0);
+  Array s = mx::take_axis(l.scales.get(), flat.get(), 0);
+  Array s_c = param_as(s.get(), dtype);
+  Array b_c = l.biases.empty() ? implied_biases(s_c.get(), l.bits) : [&] {
+    Array b = mx::take_axis(l.biases.get(), flat.get(), 0);
+    return param_as(b.get(), dtype);
+  }();
+  Array dense = mx::dequantize(w.get(), s_c.get(), b_c.get(), l.group_size, l.bits, dtype);
+  mx::Shape shape = mx::shape_of(rows);
+  shape.push_back(l.in);
+  return mx::reshape(dense.get(), shape);
+}
+
+Array dequantized_rows(const Linear& l, int r0, int r1, mlx_dtype dtype, const Array& dependency) {
+  return dense_rows(frozen_of(l, dtype), r0, r1, dependency);
+}
+
+Array dequantized_cols(const Linear& l, int c0, int c1, mlx_dtype dtype, const Array& dependency) {
+  return dequantize_cols(frozen_of(l, dtype), c0, c1, dependency);
+}
+
+Linear linear_ref(const Linear& l) {
+  Linear f;
+  f.in = l.in;
+  f.out = l.out;
+  f.w = ref_or_empty(l.w);
+  f.scales = ref_or_empty(l.scales);
+  f.biases = ref_or_empty(l.biases);
+  f.bias = ref_or_empty(l.bias);
+  f.bits = l.bits;
+  f.group_size = l.group_size;
+  f.lora_index = l.lora_index;
+  return f;
+}
+
 bool dequantizes_in_blocks(const Linear& l) {
   return l.quantized() && long(l.out) * long(l.in) > 2 * block_elements(l.bits);
 }
@@ -181,8 +285,8 @@ Array linear_base(const Linear& l, const mlx_array x, LinearKernel kernel) {
     Array wt = mx::transpose(l.w.get(), {1, 0});
     y = mx::matmul(x, wt.get());
   } else if (kernel == LinearKernel::QuantizedMatmul) {
-    Array s = param_as(l.scales.get(), dt), b = param_as(l.biases.get(), dt);
-    y = mx::quantized_matmul(x, l.w.get(), s.get(), b.get(), true, l.group_size, l.bits);
+    QuantParams q = quant_params(l, dt);
+    y = mx::quantized_matmul(x, l.w.get(), q.scales.get(), q.biases.get(), true, l.group_size, l.bits);
   } else if (dequantizes_in_blocks(l)) {
     y = blocked_linear(l, x);
   } else {
@@ -197,24 +301,7 @@ Array linear_base(const Linear& l, const mlx_array x, LinearKernel kernel) {
 
 Array dense_weight(const Linear& l, mlx_dtype dtype) {
   if (!l.quantized()) return mx::astype(l.w.get(), dtype);
-  const Frozen f{mx::ref(l.w.get()), mx::ref(l.scales.get()), mx::ref(l.biases.get()), l.in, l.out, l.bits,
-                 l.group_size, dtype};
-  if (!dequantizes_in_blocks(l)) return dequantize_rows(f, 0, l.out, Array());
-  // Written block by block into one buffer: each slice_update takes over its predecessor's buffer,
-  // so the result is never held twice (as concatenating the blocks would).
-  const int rows = block_rows(l.bits, l.in);
-  Array zero = mx::scalar(0.0f);
-  Array out = mx::full({l.out, l.in}, zero.get(), dtype);
-  Array previous;
-  for (int r0 = 0; r0 < l.out; r0 += rows) {
-    const int r1 = std::min(l.out, r0 + rows);
-    Array block = dequantize_rows(f, r0, r1, previous);
-    out = mx::slice_update(out.get(), block.get(), {r0, 0}, {r1, l.in});
-    // Waiting on the block, not on `out`: a second reader of `out` would stop the next update
-    // from taking its buffer over.
-    previous = std::move(block);
-  }
-  return out;
+  return dense_rows(frozen_of(l, dtype), 0, l.out, Array());
 }
 
 }  // namespace mlxq::model

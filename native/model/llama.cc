@@ -6,6 +6,7 @@
 #include <stdexcept>
 #include <utility>
 
+#include "heap.h"
 #include "mx.h"
 
 namespace mlxq::model {
@@ -37,6 +38,8 @@ const char* proj_short_name(int p) { return kProjNames[p]; }
 
 Model::Model(ModelConfig config, BuildOptions build, LoraOptions lora)
     : config_(std::move(config)), build_(build), lora_(std::move(lora)), layers_(config_.num_layers) {
+  // Weights arrive next, each with transients (decoded floats, repacks, JS buffers) freed later.
+  begin_bulk_load();
   const int hd = config_.head_dim;
   const int q_out = config_.num_heads * hd;
   const int kv_out = config_.num_kv_heads * hd;
@@ -98,6 +101,7 @@ void Model::set_weight(const std::string& name, Array&& value) {
     expect_shape(name, value.get(), {config_.vocab_size, config_.hidden_size});
     embed_ = mx::astype(value.get(), dt);
     mx::eval({embed_.get()});
+    embed_quantized_ = Linear{};
     return;
   }
   if (name == "model.norm.weight") {
@@ -148,9 +152,43 @@ void Model::set_weight(const std::string& name, Array&& value) {
   }
 }
 
+Array Model::embed_tokens(const mlx_array tokens) const {
+  if (embed_quantized_.loaded()) return gather_dequantized_rows(embed_quantized_, tokens, build_.compute_dtype);
+  return mx::take_axis(embed_.get(), tokens, 0);
+}
+
+void Model::set_quantized_embedding(Array&& wq, Array&& scales, Array&& biases, int bits, int group_size) {
+  const std::string name = "model.embed_tokens.weight";
+  Linear& e = embed_quantized_;
+  e.in = config_.hidden_size;
+  e.out = config_.vocab_size;
+  if (e.in % group_size != 0) throw std::runtime_error("tensor '" + name + "': group size does not divide its columns");
+  expect_shape(name + " (packed)", wq.get(), {e.out, e.in * bits / 32});
+  expect_shape(name + " (scales)", scales.get(), {e.out, e.in / group_size});
+  expect_shape(name + " (biases)", biases.get(), {e.out, e.in / group_size});
+  if (config_.tie_word_embeddings) {
+    // The tied head multiplies by the whole matrix: it stays dense.
+    Array dense = mx::dequantize(wq.get(), scales.get(), biases.get(), group_size, bits, MLX_FLOAT32);
+    set_weight(name, std::move(dense));
+    return;
+  }
+  e.w = std::move(wq);
+  e.scales = stored_quant_param(scales.get(), build_.compute_dtype);
+  e.biases = stored_quant_param(biases.get(), build_.compute_dtype);
+  e.bits = bits;
+  e.group_size = group_size;
+  mx::eval({e.w.get(), e.scales.get(), e.biases.get()});
+  drop_implied_biases(e);
+  embed_.reset();
+}
+
 void Model::set_quantized(const std::string& name, Array&& wq, Array&& scales, Array&& biases, int bits,
                           int group_size) {
   if (finalized_) throw std::runtime_error("the model is already finalized; weights are frozen");
+  if (name == "model.embed_tokens.weight") {
+    set_quantized_embedding(std::move(wq), std::move(scales), std::move(biases), bits, group_size);
+    return;
+  }
   std::string which;
   Linear* l = linear_for(name, &which);
   if (l == nullptr || which != "weight") {
@@ -167,11 +205,12 @@ void Model::set_quantized(const std::string& name, Array&& wq, Array&& scales, A
   l->bits = bits;
   l->group_size = group_size;
   mx::eval({l->w.get(), l->scales.get(), l->biases.get()});
+  drop_implied_biases(*l);
 }
 
 std::vector<std::string> Model::missing_weights() const {
   std::vector<std::string> missing;
-  if (embed_.empty()) missing.push_back("model.embed_tokens.weight");
+  if (embed_.empty() && !embed_quantized_.loaded()) missing.push_back("model.embed_tokens.weight");
   if (final_norm_.empty()) missing.push_back("model.norm.weight");
   if (!config_.tie_word_embeddings && !lm_head_.loaded()) missing.push_back("lm_head.weight");
   for (int i = 0; i < config_.num_layers; ++i) {
@@ -244,6 +283,7 @@ void Model::finalize() {
     if (!views.empty()) mx::eval(views);
   }
   finalized_ = true;
+  end_bulk_load();
 }
 
 std::vector<mlx_array> Model::lora_views() const {
@@ -270,7 +310,9 @@ Array Model::fused_weight(int layer, int p, mlx_dtype dtype) const {
 Array Model::dense_named(const std::string& name, mlx_dtype dtype) const {
   static const std::regex layer_re(
       R"(^model\.layers\.(\d+)\.(input_layernorm|post_attention_layernorm|self_attn\.\w+_proj|mlp\.\w+_proj)\.(weight|bias)$)");
-  if (name == "model.embed_tokens.weight") return mx::astype(embed_.get(), dtype);
+  if (name == "model.embed_tokens.weight") {
+    return embed_quantized_.loaded() ? dense_weight(embed_quantized_, dtype) : mx::astype(embed_.get(), dtype);
+  }
   if (name == "model.norm.weight") return mx::astype(final_norm_.get(), dtype);
   if (name == "lm_head.weight") {
     if (config_.tie_word_embeddings) return mx::astype(embed_.get(), dtype);
@@ -322,6 +364,7 @@ size_t Model::base_bytes() const {
     add(l.bias);
   };
   add(embed_);
+  add_linear(embed_quantized_);
   add(final_norm_);
   add_linear(lm_head_);
   for (const auto& layer : layers_) {

@@ -146,7 +146,6 @@ class Model {
   /** HF names of every weight the model holds, in load order. */
   std::vector<std::string> weight_names() const;
   const Layer& layer(int i) const { return layers_.at(i); }
-  const Array& embed() const { return embed_; }
   const Array& final_norm() const { return final_norm_; }
   const Linear& lm_head() const { return lm_head_; }
   /** Bytes held by the frozen base and by the LoRA parameters. */
@@ -165,6 +164,11 @@ class Model {
   Array decode_block(int index, const mlx_array h, const BlockContext& ctx, const mlx_array rope_offsets,
                      SteppedKVCache& cache, const std::vector<mlx_array>* lora) const;
   Array head_logits(const mlx_array h) const;
+  /** The MLP of a block over x (its normed input): in intermediate blocks when frozen and large (blocked_mlp.h). */
+  Array mlp(const Layer& layer, const mlx_array x, const BlockContext& ctx, const std::vector<mlx_array>* lora) const;
+  /** Embedding rows of `tokens` in the compute dtype: [...tokens, hidden]. */
+  Array embed_tokens(const mlx_array tokens) const;
+  void set_quantized_embedding(Array&& wq, Array&& scales, Array&& biases, int bits, int group_size);
   /** Concatenates q/k/v and gate/up of every layer where their layouts agree (fused_projections.cc). */
   void fuse_projections();
   /**
@@ -185,6 +189,8 @@ class Model {
   BuildOptions build_;
   LoraOptions lora_;
   Array embed_;
+  /** The embedding kept quantized (untied models): rows are gathered, then dequantized. */
+  Linear embed_quantized_;
   Array final_norm_;
   Linear lm_head_;
   std::vector<Layer> layers_;

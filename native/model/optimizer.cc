@@ -3,6 +3,7 @@
 #include <cmath>
 #include <stdexcept>
 
+#include "heap.h"
 #include "mx.h"
 
 namespace mlxq::model {
@@ -19,6 +20,8 @@ std::pair<double, double> LoraOptimizer::accumulate(Model& model, const Batch& b
   std::vector<mlx_array> pending{result.loss.get(), result.count.get()};
   for (auto& g : grads_) pending.push_back(g.get());
   mx::eval(pending);
+  // The backward pass's buffers are free now; the optimizer and the next batch need far less.
+  release_free_heap();
   const double loss = mx::item<float>(result.loss.get());
   const double count = mx::item<float>(result.count.get());
   loss_sum_ += loss;
@@ -31,6 +34,70 @@ void LoraOptimizer::clear_gradients() {
   loss_sum_ = 0;
   tokens_ = 0;
 }
+
+namespace {
+
+/**
+ * ‖grads · inv_tokens‖, one parameter at a time: each scaled copy is freed before the next is
+ * made (a 7B r64 adapter's gradients are 0.22 GB, and a lazy graph over all of them would hold
+ * every copy at once).
+ */
+float scaled_grad_norm(const std::vector<Array>& grads, float inv_tokens) {
+  Array scale = mx::scalar(inv_tokens);
+  Array sq_sum = mx::scalar(0.0f);
+  for (const auto& raw : grads) {
+    Array g = mx::multiply(raw.get(), scale.get());
+    Array sq = mx::square(g.get());
+    sq_sum = mx::add(sq_sum.get(), mx::sum(sq.get()).get());
+    mx::eval({sq_sum.get()});
+  }
+  Array norm = mx::sqrt(sq_sum.get());
+  return mx::item<float>(norm.get());
+}
+
+struct AdamWScalars {
+  Array inv_tokens, clip, b1, b1c, b2, b2c, step_size, inv_bc2_sqrt, eps, decay;
+};
+
+AdamWScalars adamw_scalars(const AdamWOptions& o, float inv_tokens, float clip, int64_t step) {
+  const double bc1 = 1.0 - std::pow(static_cast<double>(o.beta1), static_cast<double>(step));
+  const double bc2 = 1.0 - std::pow(static_cast<double>(o.beta2), static_cast<double>(step));
+  return {mx::scalar(inv_tokens),
+          mx::scalar(clip),
+          mx::scalar(o.beta1),
+          mx::scalar(1.0f - o.beta1),
+          mx::scalar(o.beta2),
+          mx::scalar(1.0f - o.beta2),
+          mx::scalar(static_cast<float>(o.learning_rate / bc1)),
+          mx::scalar(static_cast<float>(1.0 / std::sqrt(bc2))),
+          mx::scalar(o.eps),
+          mx::scalar(1.0f - o.learning_rate * o.weight_decay)};
+}
+
+/** One parameter's AdamW step: p, m and v are replaced by their (lazy) updated values. */
+void adamw_update(Array& p, Array& m, Array& v, const mlx_array raw_grad, const AdamWScalars& k) {
+  Array g = mx::multiply(raw_grad, k.inv_tokens.get());
+  Array gi = mx::multiply(g.get(), k.clip.get());
+  Array m1 = mx::multiply(m.get(), k.b1.get());
+  Array m2 = mx::multiply(gi.get(), k.b1c.get());
+  m = mx::add(m1.get(), m2.get());
+  Array g2 = mx::square(gi.get());
+  Array v1 = mx::multiply(v.get(), k.b2.get());
+  Array v2 = mx::multiply(g2.get(), k.b2c.get());
+  v = mx::add(v1.get(), v2.get());
+  // p ← p·(1 − lr·wd) − lr/(1−β1ᵗ) · m / (√v/√(1−β2ᵗ) + ε)
+  Array root = mx::sqrt(v.get());
+  Array denom0 = mx::multiply(root.get(), k.inv_bc2_sqrt.get());
+  Array denom = mx::add(denom0.get(), k.eps.get());
+  Array ratio = mx::divide(m.get(), denom.get());
+  Array update = mx::multiply(ratio.get(), k.step_size.get());
+  Array p32 = mx::astype(p.get(), MLX_FLOAT32);
+  Array decayed = mx::multiply(p32.get(), k.decay.get());
+  Array next = mx::subtract(decayed.get(), update.get());
+  p = mx::astype(next.get(), mx::dtype_of(p.get()));
+}
+
+}  // namespace
 
 UpdateResult LoraOptimizer::apply(Model& model, const AdamWOptions& o) {
   if (grads_.empty()) throw std::runtime_error("no gradients to apply: accumulate a batch first");
@@ -45,15 +112,7 @@ UpdateResult LoraOptimizer::apply(Model& model, const AdamWOptions& o) {
     return result;
   }
   const float inv_tokens = static_cast<float>(1.0 / tokens_);
-  std::vector<Array> g(grads_.size());
-  Array sq_sum = mx::scalar(0.0f);
-  for (size_t i = 0; i < grads_.size(); ++i) {
-    g[i] = mx::multiply(grads_[i].get(), mx::scalar(inv_tokens).get());
-    Array sq = mx::square(g[i].get());
-    sq_sum = mx::add(sq_sum.get(), mx::sum(sq.get()).get());
-  }
-  Array norm = mx::sqrt(sq_sum.get());
-  result.grad_norm = mx::item<float>(norm.get());
+  result.grad_norm = scaled_grad_norm(grads_, inv_tokens);
   if (!std::isfinite(result.grad_norm) || !std::isfinite(result.loss_sum)) {
     result.skipped = true;
     clear_gradients();
@@ -70,41 +129,16 @@ UpdateResult LoraOptimizer::apply(Model& model, const AdamWOptions& o) {
     }
   }
   ++step_;
-  const double bc1 = 1.0 - std::pow(static_cast<double>(o.beta1), static_cast<double>(step_));
-  const double bc2 = 1.0 - std::pow(static_cast<double>(o.beta2), static_cast<double>(step_));
-  Array b1 = mx::scalar(o.beta1), b1c = mx::scalar(1.0f - o.beta1);
-  Array b2 = mx::scalar(o.beta2), b2c = mx::scalar(1.0f - o.beta2);
-  Array step_size = mx::scalar(static_cast<float>(o.learning_rate / bc1));
-  Array inv_bc2_sqrt = mx::scalar(static_cast<float>(1.0 / std::sqrt(bc2)));
-  Array eps = mx::scalar(o.eps);
-  Array decay = mx::scalar(1.0f - o.learning_rate * o.weight_decay);
-  Array clip_s = mx::scalar(clip);
-  std::vector<mlx_array> outputs;
+  const AdamWScalars k = adamw_scalars(o, inv_tokens, clip, step_);
+  // Parameter by parameter, each gradient freed once used: the peak is the state plus one
+  // parameter's temporaries, not every parameter's old and new values side by side.
   for (size_t i = 0; i < params.size(); ++i) {
-    Array gi = mx::multiply(g[i].get(), clip_s.get());
-    Array m1 = mx::multiply(m_[i].get(), b1.get());
-    Array m2 = mx::multiply(gi.get(), b1c.get());
-    m_[i] = mx::add(m1.get(), m2.get());
-    Array g2 = mx::square(gi.get());
-    Array v1 = mx::multiply(v_[i].get(), b2.get());
-    Array v2 = mx::multiply(g2.get(), b2c.get());
-    v_[i] = mx::add(v1.get(), v2.get());
-    // p ← p·(1 − lr·wd) − lr/(1−β1ᵗ) · m / (√v/√(1−β2ᵗ) + ε)
-    Array root = mx::sqrt(v_[i].get());
-    Array denom0 = mx::multiply(root.get(), inv_bc2_sqrt.get());
-    Array denom = mx::add(denom0.get(), eps.get());
-    Array ratio = mx::divide(m_[i].get(), denom.get());
-    Array update = mx::multiply(ratio.get(), step_size.get());
-    Array p32 = mx::astype(params[i].get(), MLX_FLOAT32);
-    Array decayed = mx::multiply(p32.get(), decay.get());
-    Array next = mx::subtract(decayed.get(), update.get());
-    params[i] = mx::astype(next.get(), mx::dtype_of(params[i].get()));
-    outputs.push_back(params[i].get());
-    outputs.push_back(m_[i].get());
-    outputs.push_back(v_[i].get());
+    adamw_update(params[i], m_[i], v_[i], grads_[i].get(), k);
+    mx::eval({params[i].get(), m_[i].get(), v_[i].get()});
+    grads_[i].reset();
   }
-  mx::eval(outputs);
   clear_gradients();
+  release_free_heap();
   return result;
 }
 

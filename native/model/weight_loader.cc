@@ -88,15 +88,8 @@ void WeightLoader::set_triple(Model& model, const std::string& prefix, Parts& pa
   if (in == 0) throw std::runtime_error("tensor '" + name + "' is quantized, but the model has no quantized weight by that name");
   auto q = infer_quantized_layout(name, in, mx::shape_of(parts.weight.get()), mx::shape_of(parts.scales.get()),
                                   mx::shape_of(parts.biases.get()));
-  if (name == "model.embed_tokens.weight") {
-    // Embedding rows are gathered, not multiplied: keep them dense.
-    Array dense = mx::dequantize(parts.weight.get(), parts.scales.get(), parts.biases.get(), q.group_size, q.bits,
-                                 MLX_FLOAT32);
-    model.set_weight(name, std::move(dense));
-  } else {
-    model.set_quantized(name, std::move(parts.weight), std::move(parts.scales), std::move(parts.biases), q.bits,
-                        q.group_size);
-  }
+  model.set_quantized(name, std::move(parts.weight), std::move(parts.scales), std::move(parts.biases), q.bits,
+                      q.group_size);
 }
 
 void WeightLoader::check_complete() const {

@@ -1,8 +1,9 @@
 /**
  * The chunked LM head + cross-entropy (a custom VJP that never holds more than one chunk of
  * logits) against the whole-logits loss it replaces: loss, evaluation loss and every LoRA
- * gradient, for a 4-bit head under both kernels and for a tied dense embedding, with chunk sizes
- * that split the tokens unevenly. A small model keeps this a test (seconds); the benchmark
+ * gradient, for a 4-bit head under both kernels, for a tied dense embedding, and for a head large
+ * enough to go vocabulary block by vocabulary block (vocab_blocked_loss.cc; here made "large" by
+ * shrinking the dequantization block), with chunk sizes that split the tokens unevenly. A small model keeps this a test (seconds); the benchmark
  * (`npm run bench -- profile`) makes the same comparison on the 60M reference model.
  */
 import { afterAll, describe, expect, it } from 'vitest';
@@ -65,14 +66,22 @@ const cases = [
   { name: '4-bit head, dequantize + matmul', tie: false, kernel: 'dequantize-matmul' as const },
   { name: '4-bit head, quantized_matmul', tie: false, kernel: 'quantized-matmul' as const },
   { name: 'tied dense embedding as head', tie: true, kernel: 'dequantize-matmul' as const },
+  // Blocks of 16384 elements: the 3000 × 64 head is "large", and 96 tokens take it in vocabulary
+  // blocks of 341 rows (8 of them, then 272), each folded into a running log-sum-exp.
+  { name: '4-bit head in vocabulary blocks', tie: false, kernel: 'dequantize-matmul' as const, blockElements: 16384 },
 ];
 
 describe('chunked LM head + cross-entropy', () => {
   const models: ProfilingModel[] = [];
-  afterAll(() => models.forEach((m) => m.dispose()));
+  afterAll(() => {
+    models.forEach((m) => m.dispose());
+    delete process.env.MLXQ_DEQUANT_BLOCK_ELEMENTS;
+  });
 
   for (const c of cases) {
     it(`equals the whole-logits loss and LoRA gradients: ${c.name}`, async () => {
+      if (c.blockElements) process.env.MLXQ_DEQUANT_BLOCK_ELEMENTS = String(c.blockElements);
+      else delete process.env.MLXQ_DEQUANT_BLOCK_ELEMENTS;
       const model = profiling(
         await randomModel(
           { ...config, tieWordEmbeddings: c.tie },

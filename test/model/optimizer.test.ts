@@ -1,4 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { clearCache, memory, resetPeakMemory } from '../../lib/device.js';
 import { loadModel, type LoadedModel } from '../../lib/model/load-model.js';
 import type { NativeBatch } from '../../lib/native.js';
 import { nextTokenBatch } from '../helpers/batches.js';
@@ -223,4 +224,30 @@ describe('gradient accumulation and AdamW', () => {
       b.dispose();
     }
   });
+
+  it('updates parameter by parameter: the peak is the moments and one parameter\'s temporaries', async () => {
+    // 8 layers × 7 targets × rank 32: 112 parameters, none over 3% of the adapter.
+    const big = await makeTinyModel({ layers: 8, hidden: 128, heads: 4, kvHeads: 2, intermediate: 256, vocab: 300, seed: 5 });
+    const m = await loadModel(big.hfDir, { quantization: 'none', lora: { rank: 32, alpha: 64, targets: 'all-linear', seed: 3 } });
+    try {
+      const lora = (await m.native.info()).loraBytes;
+      const peakOfUpdate = async (): Promise<number> => {
+        await m.native.accumulateGradients(batchOf(rows));
+        await clearCache();
+        const before = (await memory()).active;
+        await resetPeakMemory();
+        await m.native.applyOptimizer({ learningRate: 1e-3 });
+        return (await memory()).peak - before;
+      };
+      // The first update makes both moments (2 × the adapter); a graph over every parameter at
+      // once would also hold the scaled gradients and each level of temporaries for all of them.
+      const first = await peakOfUpdate();
+      expect(first, `first update peaked ${first} B over an adapter of ${lora} B`).toBeLessThan(2.5 * lora);
+      const second = await peakOfUpdate();
+      expect(second, `second update peaked ${second} B over an adapter of ${lora} B`).toBeLessThan(0.5 * lora);
+    } finally {
+      m.dispose();
+      await big.cleanup();
+    }
+  }, 120_000);
 });

@@ -1,0 +1,147 @@
+#include "model/blocked_mlp.h"
+
+#include <algorithm>
+
+#include "errors.h"
+#include "mx.h"
+
+namespace mlxq::model {
+namespace {
+
+/** The frozen projections the closures hold for as long as the graph needs them. */
+struct FrozenMlp {
+  Linear gate, up, down;
+};
+
+/**
+ * Intermediate features a block: [N, width] activations near one dequantization block, and dense
+ * weight blocks [width, D] at most two; whole groups of down's columns.
+ */
+int block_width(const FrozenMlp& m, int tokens) {
+  const long unit = dequantize_block_elements();
+  const long by_tokens = unit / std::max(1, tokens);
+  const long by_weight = 2 * unit / std::max(1, m.gate.in);
+  const int group = m.down.group_size;
+  const long width = std::max<long>(group, std::min(by_tokens, by_weight) / group * group);
+  return static_cast<int>(std::min<long>(width, m.gate.out));
+}
+
+struct BlockWeights {
+  Array gate, up, down;  // [width, D], [width, D], [D, width]
+};
+
+BlockWeights block_weights(const FrozenMlp& m, int j0, int j1, mlx_dtype dtype, const Array& dependency) {
+  return {dequantized_rows(m.gate, j0, j1, dtype, dependency), dequantized_rows(m.up, j0, j1, dtype, dependency),
+          dequantized_cols(m.down, j0, j1, dtype, dependency)};
+}
+
+Array times_transposed(const mlx_array x, const Array& w) {
+  Array wt = mx::transpose(w.get(), {1, 0});
+  return mx::matmul(x, wt.get());
+}
+
+Array accumulate(Array total, Array part) {
+  return total.empty() ? std::move(part) : mx::add(total.get(), part.get());
+}
+
+/** Σ over blocks of (silu(x·G_jᵀ)·(x·U_jᵀ))·D_jᵀ. Each block waits for the previous one's sum. */
+Array forward_blocks(const FrozenMlp& m, const mlx_array x) {
+  const int width = block_width(m, mx::dim(x, 0));
+  Array y;
+  for (int j0 = 0; j0 < m.gate.out; j0 += width) {
+    BlockWeights w = block_weights(m, j0, std::min(m.gate.out, j0 + width), mx::dtype_of(x), y);
+    Array g = times_transposed(x, w.gate);
+    Array u = times_transposed(x, w.up);
+    Array s = mx::sigmoid(g.get());
+    Array silu = mx::multiply(g.get(), s.get());
+    Array h = mx::multiply(silu.get(), u.get());
+    y = accumulate(std::move(y), times_transposed(h.get(), w.down));
+  }
+  return y;
+}
+
+/** dx for cotangent dy: per block, dh = dy·D_j, then silu's and the product's rules, then ·G_j and ·U_j. */
+Array backward_blocks(const FrozenMlp& m, const mlx_array x, const mlx_array dy) {
+  const int width = block_width(m, mx::dim(x, 0));
+  Array dx;
+  for (int j0 = 0; j0 < m.gate.out; j0 += width) {
+    BlockWeights w = block_weights(m, j0, std::min(m.gate.out, j0 + width), mx::dtype_of(x), dx);
+    Array g = times_transposed(x, w.gate);
+    Array u = times_transposed(x, w.up);
+    Array dh = mx::matmul(dy, w.down.get());
+    // silu'(g) = s + silu·(1 − s), s = sigmoid(g), as the compiled SwiGLU's gradient.
+    Array s = mx::sigmoid(g.get());
+    Array silu = mx::multiply(g.get(), s.get());
+    Array one = mx::astype(mx::scalar(1.0f).get(), mx::dtype_of(s.get()));
+    Array one_minus = mx::subtract(one.get(), s.get());
+    Array slope = mx::multiply(silu.get(), one_minus.get());
+    Array dsilu = mx::add(s.get(), slope.get());
+    Array dh_u = mx::multiply(dh.get(), u.get());
+    Array dg = mx::multiply(dh_u.get(), dsilu.get());
+    Array du = mx::multiply(dh.get(), silu.get());
+    Array from_gate = mx::matmul(dg.get(), w.gate.get());
+    Array from_up = mx::matmul(du.get(), w.up.get());
+    dx = accumulate(std::move(dx), mx::add(from_gate.get(), from_up.get()));
+  }
+  return dx;
+}
+
+int run_forward(mlx_vector_array* out, const mlx_vector_array in, void* raw) {
+  try {
+    auto p = mx::arrays_of(in);
+    Array y = forward_blocks(*static_cast<FrozenMlp*>(raw), p[0].get());
+    mlx_array r = y.get();
+    *out = mlx_vector_array_new_data(&r, 1);
+    return 0;
+  } catch (const std::exception& e) {
+    stash_closure_error(e.what());
+    return 1;
+  }
+}
+
+int run_vjp(mlx_vector_array* out, const mlx_vector_array primals, const mlx_vector_array cotangents,
+            const mlx_vector_array, void* raw) {
+  try {
+    auto p = mx::arrays_of(primals);
+    auto c = mx::arrays_of(cotangents);
+    Array dy = mx::astype(c[0].get(), mx::dtype_of(p[0].get()));
+    Array dx = backward_blocks(*static_cast<FrozenMlp*>(raw), p[0].get(), dy.get());
+    mlx_array r = dx.get();
+    *out = mlx_vector_array_new_data(&r, 1);
+    return 0;
+  } catch (const std::exception& e) {
+    stash_closure_error(e.what());
+    return 1;
+  }
+}
+
+void delete_mlp(void* p) { delete static_cast<FrozenMlp*>(p); }
+
+FrozenMlp* frozen(const Linear& gate, const Linear& up, const Linear& down) {
+  return new FrozenMlp{linear_ref(gate), linear_ref(up), linear_ref(down)};
+}
+
+}  // namespace
+
+bool mlp_in_blocks(const Linear& gate, const Linear& up, const Linear& down, LinearKernel kernel, bool adapted) {
+  const bool plain = gate.bias.empty() && up.bias.empty() && down.bias.empty();
+  const bool quantized = gate.quantized() && up.quantized() && down.quantized();
+  const bool shapes = gate.out == up.out && gate.in == up.in && down.in == gate.out && down.out == gate.in;
+  return !adapted && shapes && plain && quantized && kernel == LinearKernel::DequantizeMatmul && dequantizes_in_blocks(down) &&
+         down.in % down.group_size == 0;
+}
+
+Array blocked_mlp(const Linear& gate, const Linear& up, const Linear& down, const mlx_array x) {
+  Closure fn(mlx_closure_new_func_payload(&run_forward, frozen(gate, up, down), &delete_mlp));
+  ClosureCustom vjp(mlx_closure_custom_new_func_payload(&run_vjp, frozen(gate, up, down), &delete_mlp));
+  Closure custom;
+  check(mlx_custom_vjp(custom.out(), fn.get(), vjp.get()), "mlx_custom_vjp");
+  VectorArray in(mlx_vector_array_new_data(&x, 1));
+  VectorArray res(mlx_vector_array_new());
+  check(mlx_closure_apply(res.out(), custom.get(), in.get()), "mlx_closure_apply");
+  Array y;
+  check(mlx_vector_array_get(y.out(), res.get(), 0), "mlx_vector_array_get");
+  return y;
+}
+
+}  // namespace mlxq::model
