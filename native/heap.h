@@ -14,7 +14,7 @@ namespace mlxq {
  */
 void begin_bulk_load();
 
-/** glibc's usual 32 MB threshold again (where its dynamic one ends up), and release_free_heap. */
+/** Blocks of 8 MB or more get their own mapping from now on (see heap.cc); then release_free_heap. */
 void end_bulk_load();
 
 /** Returns the allocator's free pages to the system (malloc_trim). */

@@ -21,8 +21,4 @@ struct Model::BlockContext {
   Array dropout_keys;
 };
 
-/** A decoder block run under mlx_checkpoint: its activations are recomputed in the backward pass. */
-Array checkpointed_block(const Model& model, int index, const mlx_array h,
-                         std::shared_ptr<const Model::BlockContext> ctx, const std::vector<mlx_array>* lora);
-
 }  // namespace mlxq::model

@@ -1,37 +1,45 @@
 // Gradient checkpointing: each decoder block becomes an mlx_checkpoint closure whose explicit
 // inputs are the hidden state and that block's LoRA parameters (custom_vjp differentiates only
 // explicit inputs), so its activations are recomputed in the backward pass instead of kept.
+// When even the blocks' inputs would be large, runs of blocks are checkpointed around their
+// checkpointed blocks: the backward pass recomputes a run, keeping only its blocks' inputs, then
+// each block again (one more forward pass, √layers inputs held instead of all of them).
+#include "model/checkpoint.h"
+
+#include <cmath>
+#include <cstdlib>
 #include <memory>
 #include <vector>
 
-#include "model/block_context.h"
 #include "mx.h"
 
 namespace mlxq::model {
 namespace {
 
-struct BlockPayload {
+struct RunPayload {
   const Model* model;
-  int index;
+  int first, last;
+  /** Whether each block of the run is itself checkpointed (the run being an outer checkpoint). */
+  bool nested;
   std::shared_ptr<const Model::BlockContext> ctx;
   size_t lora_size;
-  /** Positions in the full LoRA list of this block's parameters, in input order after h. */
+  /** Positions in the full LoRA list of the run's parameters, in input order after h. */
   std::vector<int> slots;
 };
 
-int run_block(mlx_vector_array* out, const mlx_vector_array in, void* raw) {
-  auto* p = static_cast<BlockPayload*>(raw);
+int run_blocks(mlx_vector_array* out, const mlx_vector_array in, void* raw) {
+  auto* p = static_cast<RunPayload*>(raw);
   try {
-    Array h;
-    check(mlx_vector_array_get(h.out(), in, 0), "mlx_vector_array_get");
-    std::vector<Array> params(p->slots.size());
+    auto inputs = mx::arrays_of(in);
     std::vector<mlx_array> lora(p->lora_size, mlx_array{});
-    for (size_t i = 0; i < p->slots.size(); ++i) {
-      check(mlx_vector_array_get(params[i].out(), in, i + 1), "mlx_vector_array_get");
-      lora[p->slots[i]] = params[i].get();
+    for (size_t i = 0; i < p->slots.size(); ++i) lora[p->slots[i]] = inputs[i + 1].get();
+    const std::vector<mlx_array>* adapters = p->lora_size ? &lora : nullptr;
+    Array h = mx::ref(inputs[0].get());
+    for (int i = p->first; i < p->last; ++i) {
+      h = p->nested ? checkpointed_run(*p->model, i, i + 1, false, h.get(), p->ctx, adapters)
+                    : p->model->block(i, h.get(), *p->ctx, adapters);
     }
-    Array result = p->model->block(p->index, h.get(), *p->ctx, p->lora_size ? &lora : nullptr);
-    mlx_array r = result.get();
+    mlx_array r = h.get();
     *out = mlx_vector_array_new_data(&r, 1);
     return 0;
   } catch (const std::exception& e) {
@@ -42,12 +50,12 @@ int run_block(mlx_vector_array* out, const mlx_vector_array in, void* raw) {
 
 }  // namespace
 
-Array checkpointed_block(const Model& model, int index, const mlx_array h,
-                         std::shared_ptr<const Model::BlockContext> ctx, const std::vector<mlx_array>* lora) {
-  auto* payload = new BlockPayload{&model, index, std::move(ctx), lora ? lora->size() : 0, {}};
+Array checkpointed_run(const Model& model, int first, int last, bool nested, const mlx_array h,
+                       std::shared_ptr<const Model::BlockContext> ctx, const std::vector<mlx_array>* lora) {
+  auto* payload = new RunPayload{&model, first, last, nested, std::move(ctx), lora ? lora->size() : 0, {}};
   std::vector<mlx_array> inputs{h};
-  if (lora != nullptr) {
-    for (const auto& l : model.layer(index).proj) {
+  for (int i = first; lora != nullptr && i < last; ++i) {
+    for (const auto& l : model.layer(i).proj) {
       if (l.lora_index < 0) continue;
       for (int j : {l.lora_index, l.lora_index + 1}) {
         payload->slots.push_back(j);
@@ -55,7 +63,7 @@ Array checkpointed_block(const Model& model, int index, const mlx_array h,
       }
     }
   }
-  Closure fn(mlx_closure_new_func_payload(&run_block, payload, [](void* p) { delete static_cast<BlockPayload*>(p); }));
+  Closure fn(mlx_closure_new_func_payload(&run_blocks, payload, [](void* p) { delete static_cast<RunPayload*>(p); }));
   Closure ckpt;
   check(mlx_checkpoint(ckpt.out(), fn.get()), "mlx_checkpoint");
   VectorArray in(mlx_vector_array_new_data(inputs.data(), inputs.size()));
@@ -64,6 +72,16 @@ Array checkpointed_block(const Model& model, int index, const mlx_array h,
   Array result;
   check(mlx_vector_array_get(result.out(), out.get(), 0), "mlx_vector_array_get");
   return result;
+}
+
+int checkpoint_run_length(int layers, size_t block_input_bytes) {
+  // Blocks' inputs above this are held √layers at a time (MLXQ_CHECKPOINT_NEST_BYTES in tests).
+  constexpr size_t kNestAbove = size_t(512) << 20;
+  const char* v = std::getenv("MLXQ_CHECKPOINT_NEST_BYTES");
+  const long long configured = v ? std::atoll(v) : 0;
+  const size_t limit = configured > 0 ? static_cast<size_t>(configured) : kNestAbove;
+  if (layers < 4 || block_input_bytes * static_cast<size_t>(layers) <= limit) return 1;
+  return static_cast<int>(std::ceil(std::sqrt(static_cast<double>(layers))));
 }
 
 }  // namespace mlxq::model

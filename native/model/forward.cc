@@ -1,10 +1,12 @@
 // The decoder's forward pass and loss.
+#include <algorithm>
 #include <cmath>
 #include <memory>
 #include <string>
 
 #include "model/block_context.h"
 #include "model/blocked_mlp.h"
+#include "model/checkpoint.h"
 #include "model/chunked_loss.h"
 #include "model/cross_entropy.h"
 #include "model/fused_attention.h"
@@ -213,8 +215,12 @@ Array Model::hidden(const Batch& batch, const ForwardOptions& options) const {
                                        ctx->dropout_keys.empty() ? mlx_array{} : ctx->dropout_keys.get()});
   Array h = embed_tokens(batch.tokens);
   mark_phase("embedding", {h.get()});
-  for (int i = 0; i < config_.num_layers; ++i) {
-    h = options.checkpoint ? checkpointed_block(*this, i, h.get(), ctx, lora) : block(i, h.get(), *ctx, lora);
+  const int n = config_.num_layers;
+  const int run = options.checkpoint ? checkpoint_run_length(n, mlx_array_nbytes(h.get())) : 0;
+  for (int i = 0; i < n; i += std::max(run, 1)) {
+    h = run == 0   ? block(i, h.get(), *ctx, lora)
+        : run == 1 ? checkpointed_run(*this, i, i + 1, false, h.get(), ctx, lora)
+                   : checkpointed_run(*this, i, std::min(n, i + run), true, h.get(), ctx, lora);
   }
   Array out = mx::rms_norm(h.get(), final_norm_.get(), config_.rms_norm_eps);
   mark_phase("norms", {out.get()});

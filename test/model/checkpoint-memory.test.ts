@@ -72,4 +72,18 @@ describe('gradient checkpointing', () => {
     expect(Math.abs(checkpointed.loss - plain.loss) / plain.loss).toBeLessThan(1e-6);
     for (const [name, g] of plain.grads) expect(relativeError(checkpointed.grads.get(name)!, g), name).toBeLessThan(1e-5);
   });
+
+  it('nested runs of blocks (each block checkpointed inside a checkpointed run) give the same loss and gradients', async () => {
+    const single = await measuredStep(model, batch, true);
+    // Any inputs count as large: runs of ⌈√12⌉ = 4 blocks, each recomputed, then each block again.
+    process.env.MLXQ_CHECKPOINT_NEST_BYTES = '1';
+    try {
+      const nested = await measuredStep(model, batch, true);
+      expect(nested.loss).toBe(single.loss);
+      expect([...nested.grads.keys()]).toEqual([...single.grads.keys()]);
+      for (const [name, g] of single.grads) expect(relativeError(nested.grads.get(name)!, g), name).toBeLessThan(1e-6);
+    } finally {
+      delete process.env.MLXQ_CHECKPOINT_NEST_BYTES;
+    }
+  });
 });
