@@ -5,7 +5,9 @@
 // differentiable, each chunk's d loss / d h is computed in the forward pass while its logits are at
 // hand (the loss is the last node, so its cotangent is a scalar the backward pass multiplies in):
 // two head matmuls a step, as with whole logits, and no recompute. Only h gets a gradient: the head
-// is frozen here (LoRA never adapts it).
+// is frozen here (LoRA never adapts it). A head large enough to be dequantized in blocks, under the
+// dequantize kernel, goes vocabulary block by vocabulary block instead, whatever the chunk size
+// (vocab_blocked_loss.h): token chunks would each dequantize the whole head again.
 #pragma once
 
 #include <memory>
