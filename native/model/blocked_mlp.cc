@@ -26,15 +26,6 @@ int block_width(const FrozenMlp& m, int tokens) {
   return static_cast<int>(std::min<long>(width, m.gate.out));
 }
 
-struct BlockWeights {
-  Array gate, up, down;  // [width, D], [width, D], [D, width]
-};
-
-BlockWeights block_weights(const FrozenMlp& m, int j0, int j1, mlx_dtype dtype, const Array& dependency) {
-  return {dequantized_rows(m.gate, j0, j1, dtype, dependency), dequantized_rows(m.up, j0, j1, dtype, dependency),
-          dequantized_cols(m.down, j0, j1, dtype, dependency)};
-}
-
 Array times_transposed(const mlx_array x, const Array& w) {
   Array wt = mx::transpose(w.get(), {1, 0});
   return mx::matmul(x, wt.get());
@@ -44,18 +35,36 @@ Array accumulate(Array total, Array part) {
   return total.empty() ? std::move(part) : mx::add(total.get(), part.get());
 }
 
+/**
+ * One block's gate and up projections of x, [N, width] each. Each weight is dequantized after the
+ * previous product: MLX would otherwise dequantize a block's three weights at once, each with
+ * three times its size in scratch (0.2 GB at 7B).
+ */
+struct GateUp {
+  Array g, u;
+  Array wg, wu;  // the dense weight rows, [width, D] each
+};
+
+GateUp gate_up(const FrozenMlp& m, const mlx_array x, int j0, int j1, const Array& dependency) {
+  Array wg = dequantized_rows(m.gate, j0, j1, mx::dtype_of(x), dependency);
+  Array g = times_transposed(x, wg);
+  Array wu = dequantized_rows(m.up, j0, j1, mx::dtype_of(x), g);
+  Array u = times_transposed(x, wu);
+  return {std::move(g), std::move(u), std::move(wg), std::move(wu)};
+}
+
 /** Σ over blocks of (silu(x·G_jᵀ)·(x·U_jᵀ))·D_jᵀ. Each block waits for the previous one's sum. */
 Array forward_blocks(const FrozenMlp& m, const mlx_array x) {
   const int width = block_width(m, mx::dim(x, 0));
   Array y;
   for (int j0 = 0; j0 < m.gate.out; j0 += width) {
-    BlockWeights w = block_weights(m, j0, std::min(m.gate.out, j0 + width), mx::dtype_of(x), y);
-    Array g = times_transposed(x, w.gate);
-    Array u = times_transposed(x, w.up);
-    Array s = mx::sigmoid(g.get());
-    Array silu = mx::multiply(g.get(), s.get());
-    Array h = mx::multiply(silu.get(), u.get());
-    y = accumulate(std::move(y), times_transposed(h.get(), w.down));
+    const int j1 = std::min(m.gate.out, j0 + width);
+    GateUp gu = gate_up(m, x, j0, j1, y);
+    Array s = mx::sigmoid(gu.g.get());
+    Array silu = mx::multiply(gu.g.get(), s.get());
+    Array h = mx::multiply(silu.get(), gu.u.get());
+    Array wd = dequantized_cols(m.down, j0, j1, mx::dtype_of(x), h);
+    y = accumulate(std::move(y), times_transposed(h.get(), wd));
   }
   return y;
 }
@@ -63,24 +72,25 @@ Array forward_blocks(const FrozenMlp& m, const mlx_array x) {
 /** dx for cotangent dy: per block, dh = dy·D_j, then silu's and the product's rules, then ·G_j and ·U_j. */
 Array backward_blocks(const FrozenMlp& m, const mlx_array x, const mlx_array dy) {
   const int width = block_width(m, mx::dim(x, 0));
+  const mlx_dtype dtype = mx::dtype_of(x);
   Array dx;
   for (int j0 = 0; j0 < m.gate.out; j0 += width) {
-    BlockWeights w = block_weights(m, j0, std::min(m.gate.out, j0 + width), mx::dtype_of(x), dx);
-    Array g = times_transposed(x, w.gate);
-    Array u = times_transposed(x, w.up);
-    Array dh = mx::matmul(dy, w.down.get());
+    const int j1 = std::min(m.gate.out, j0 + width);
+    Array wd = dequantized_cols(m.down, j0, j1, dtype, dx);
+    Array dh = mx::matmul(dy, wd.get());
+    GateUp gu = gate_up(m, x, j0, j1, dh);
     // silu'(g) = s + silu·(1 − s), s = sigmoid(g), as the compiled SwiGLU's gradient.
-    Array s = mx::sigmoid(g.get());
-    Array silu = mx::multiply(g.get(), s.get());
+    Array s = mx::sigmoid(gu.g.get());
+    Array silu = mx::multiply(gu.g.get(), s.get());
     Array one = mx::astype(mx::scalar(1.0f).get(), mx::dtype_of(s.get()));
     Array one_minus = mx::subtract(one.get(), s.get());
     Array slope = mx::multiply(silu.get(), one_minus.get());
     Array dsilu = mx::add(s.get(), slope.get());
-    Array dh_u = mx::multiply(dh.get(), u.get());
+    Array dh_u = mx::multiply(dh.get(), gu.u.get());
     Array dg = mx::multiply(dh_u.get(), dsilu.get());
     Array du = mx::multiply(dh.get(), silu.get());
-    Array from_gate = mx::matmul(dg.get(), w.gate.get());
-    Array from_up = mx::matmul(du.get(), w.up.get());
+    Array from_gate = mx::matmul(dg.get(), gu.wg.get());
+    Array from_up = mx::matmul(du.get(), gu.wu.get());
     dx = accumulate(std::move(dx), mx::add(from_gate.get(), from_up.get()));
   }
   return dx;
