@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdlib>
 #include <string>
 #include <vector>
 
@@ -190,10 +191,55 @@ BlockedAttention* held(float scale, bool causal, int rows, int kv_heads, const m
   return new BlockedAttention{scale, causal, rows, kv_heads, causal ? Array() : mx::ref(mask)};
 }
 
+/** One mx::attention per query block, differentiated by MLX (which keeps every block's scores). */
+Array differentiated_blocks(const mlx_array q, const mlx_array k, const mlx_array v, float scale,
+                            const char* mask_mode, const mlx_array mask, int rows) {
+  auto qs = mx::shape_of(q);
+  auto ks = mx::shape_of(k);
+  auto vs = mx::shape_of(v);
+  const int b = qs[0], hq = qs[1], l = qs[2], d = qs[3], hk = ks[1], dv = vs[3];
+  const bool causal = std::string(mask_mode) == "causal";
+  std::vector<Array> parts;
+  for (int start = 0; start < l; start += rows) {
+    const int stop = std::min(l, start + rows);
+    Array qi = mx::slice(q, {0, 0, start, 0}, {b, hq, stop, d});
+    Array ki = mx::slice(k, {0, 0, 0, 0}, {b, hk, stop, d});
+    Array vi = mx::slice(v, {0, 0, 0, 0}, {b, hk, stop, dv});
+    Array mi;
+    if (!causal) {
+      mx::Shape hi = mx::shape_of(mask), lo(hi.size(), 0);
+      const size_t rows_axis = hi.size() - 2;
+      lo[rows_axis] = start;
+      hi[rows_axis] = stop;
+      hi[rows_axis + 1] = stop;
+      mi = mx::slice(mask, lo, hi);
+    }
+    // In "causal" mode MLX aligns the queries with the last keys, which is where this block ends.
+    parts.push_back(mx::attention(qi.get(), ki.get(), vi.get(), scale, mask_mode, causal ? mlx_array{} : mi.get()));
+  }
+  std::vector<mlx_array> views;
+  for (const auto& p : parts) views.push_back(p.get());
+  return views.size() == 1 ? std::move(parts[0]) : mx::concatenate(views, 2);
+}
+
+/**
+ * Whether all blocks' scores together pass 256 MiB (MLXQ_ATTENTION_VJP_BYTES in tests): below it,
+ * MLX's own differentiation is faster (the hand-written backward recomputes the softmax).
+ */
+bool needs_own_backward(const mlx_array q, int keys) {
+  constexpr long long kAbove = 256LL << 20;
+  const char* v = std::getenv("MLXQ_ATTENTION_VJP_BYTES");
+  const long long configured = v ? std::atoll(v) : 0;
+  const long long limit = configured > 0 ? configured : kAbove;
+  const long long scores = static_cast<long long>(mlx_array_size(q) / mx::dim(q, 3)) * keys * 4;
+  return scores > limit;
+}
+
 }  // namespace
 
 Array blocked_causal_attention(const mlx_array q, const mlx_array k, const mlx_array v, float scale,
                                const char* mask_mode, const mlx_array mask, int rows) {
+  if (!needs_own_backward(q, mx::dim(k, 2))) return differentiated_blocks(q, k, v, scale, mask_mode, mask, rows);
   const bool causal = std::string(mask_mode) == "causal";
   const int kv_heads = mx::dim(k, 1);
   Closure fn(mlx_closure_new_func_payload(&run_forward, held(scale, causal, rows, kv_heads, mask), &delete_attention));

@@ -2,8 +2,9 @@
 // scores, mask, softmax and their gradients are full [length, length] passes per head, half of
 // them masked away; a block of queries needs only the keys up to its last row. A custom VJP takes
 // the backward pass block by block too, recomputing each block's softmax (as flash attention
-// does): differentiated through, every block's probabilities would be kept for the backward pass
-// and its gradients computed for all blocks at once (1.4 GB a layer at 7B and 2048 tokens).
+// does), when all blocks' scores together would pass 256 MiB: differentiated through, every
+// block's probabilities are kept for the backward pass and its gradients computed for all blocks
+// at once (1.4 GB a layer at 7B and 2048 tokens). Below that MLX's own differentiation is faster.
 #pragma once
 
 #include "handles.h"

@@ -6,7 +6,7 @@
  * rows with segments, with and without gradient checkpointing and with LoRA dropout. Generation
  * through the fused model is checked against llama.cpp in generation.test.ts.
  */
-import { afterAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { NativeBatch, NativeModel, NativeModelConfig } from '../../lib/native.js';
 import { toTypedArray } from '../../lib/tensor.js';
 import { randomModel } from '../../bench/random-model.js';
@@ -88,9 +88,21 @@ async function expectSameStep(plain: NativeModel, fast: NativeModel, checkpoint:
   }
 }
 
-describe('fused projections, compiled SwiGLU and blocked attention', () => {
+// Blocked attention has two backward passes: MLX's own (small scores) and a hand-written one that
+// recomputes each block's softmax (large scores; forced here by a threshold of one byte).
+describe.each([
+  ['blocks differentiated by MLX', undefined],
+  ['blocks with their own backward pass', '1'],
+] as const)('fused projections, compiled SwiGLU and blocked attention (%s)', (_label, vjpBytes) => {
   const models: NativeModel[] = [];
-  afterAll(() => models.forEach((m) => m.dispose()));
+  beforeAll(() => {
+    if (vjpBytes === undefined) delete process.env.MLXQ_ATTENTION_VJP_BYTES;
+    else process.env.MLXQ_ATTENTION_VJP_BYTES = vjpBytes;
+  });
+  afterAll(() => {
+    models.forEach((m) => m.dispose());
+    delete process.env.MLXQ_ATTENTION_VJP_BYTES;
+  });
 
   for (const bits of [0, 4]) {
     const base = bits === 0 ? 'dense base' : '4-bit base';
