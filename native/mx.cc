@@ -387,6 +387,17 @@ std::vector<Array> arrays_of(const mlx_vector_array in) {
   return out;
 }
 
+Array with_vjp(const Closure& fn, const ClosureCustom& vjp, const std::vector<mlx_array>& inputs) {
+  Closure custom;
+  check(mlx_custom_vjp(custom.out(), fn.get(), vjp.get()), "mlx_custom_vjp");
+  VectorArray in(mlx_vector_array_new_data(inputs.data(), inputs.size()));
+  VectorArray res(mlx_vector_array_new());
+  check(mlx_closure_apply(res.out(), custom.get(), in.get()), "mlx_closure_apply");
+  Array out;
+  check(mlx_vector_array_get(out.out(), res.get(), 0), "mlx_vector_array_get");
+  return out;
+}
+
 Array after(const mlx_array x, const Array& dependency) {
   if (dependency.empty()) return ref(x);
   VectorArray in(mlx_vector_array_new_data(&x, 1));

@@ -117,6 +117,8 @@ std::vector<Array> arrays_of(const mlx_vector_array in);
 
 /** `x`, made to be computed only after `dependency` (mlx_depends); `x` itself when it is empty. */
 Array after(const mlx_array x, const Array& dependency);
+/** The first output of fn(inputs), differentiated by `vjp` instead of through fn (mlx_custom_vjp). */
+Array with_vjp(const Closure& fn, const ClosureCustom& vjp, const std::vector<mlx_array>& inputs);
 
 /** Copies an evaluated array out as T (converting dtype first when needed). */
 template <typename T>

@@ -144,14 +144,7 @@ bool mlp_in_blocks(const Linear& gate, const Linear& up, const Linear& down, Lin
 Array blocked_mlp(const Linear& gate, const Linear& up, const Linear& down, const mlx_array x) {
   Closure fn(mlx_closure_new_func_payload(&run_forward, frozen(gate, up, down), &delete_mlp));
   ClosureCustom vjp(mlx_closure_custom_new_func_payload(&run_vjp, frozen(gate, up, down), &delete_mlp));
-  Closure custom;
-  check(mlx_custom_vjp(custom.out(), fn.get(), vjp.get()), "mlx_custom_vjp");
-  VectorArray in(mlx_vector_array_new_data(&x, 1));
-  VectorArray res(mlx_vector_array_new());
-  check(mlx_closure_apply(res.out(), custom.get(), in.get()), "mlx_closure_apply");
-  Array y;
-  check(mlx_vector_array_get(y.out(), res.get(), 0), "mlx_vector_array_get");
-  return y;
+  return mx::with_vjp(fn, vjp, {x});
 }
 
 }  // namespace mlxq::model

@@ -240,15 +240,7 @@ Array chunked_cross_entropy_sum(const mlx_array h, const Linear& head, LinearKer
   }
   Closure fn(mlx_closure_new_func_payload(&run_forward, head_of(head, kernel, chunk_tokens, std::move(ops)), &delete_head));
   ClosureCustom vjp(mlx_closure_custom_new_func_payload(&run_vjp, nullptr, nullptr));
-  Closure custom;
-  check(mlx_custom_vjp(custom.out(), fn.get(), vjp.get()), "mlx_custom_vjp");
-  mlx_array ins[3] = {h, targets, mask};
-  VectorArray in(mlx_vector_array_new_data(ins, 3));
-  VectorArray res(mlx_vector_array_new());
-  check(mlx_closure_apply(res.out(), custom.get(), in.get()), "mlx_closure_apply");
-  Array loss;
-  check(mlx_vector_array_get(loss.out(), res.get(), 0), "mlx_vector_array_get");
-  return loss;
+  return mx::with_vjp(fn, vjp, {h, targets, mask});
 }
 
 }  // namespace mlxq::model

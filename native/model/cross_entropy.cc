@@ -69,15 +69,7 @@ int run_vjp(mlx_vector_array* out, const mlx_vector_array primals, const mlx_vec
 Array masked_cross_entropy_sum(const mlx_array logits, const mlx_array targets, const mlx_array mask) {
   Closure fn(mlx_closure_new_func_payload(&run_forward, nullptr, nullptr));
   ClosureCustom vjp(mlx_closure_custom_new_func_payload(&run_vjp, nullptr, nullptr));
-  Closure custom;
-  check(mlx_custom_vjp(custom.out(), fn.get(), vjp.get()), "mlx_custom_vjp");
-  mlx_array ins[3] = {logits, targets, mask};
-  VectorArray in(mlx_vector_array_new_data(ins, 3));
-  VectorArray res(mlx_vector_array_new());
-  check(mlx_closure_apply(res.out(), custom.get(), in.get()), "mlx_closure_apply");
-  Array loss;
-  check(mlx_vector_array_get(loss.out(), res.get(), 0), "mlx_vector_array_get");
-  return loss;
+  return mx::with_vjp(fn, vjp, {logits, targets, mask});
 }
 
 }  // namespace mlxq::model

@@ -245,15 +245,7 @@ Array blocked_causal_attention(const mlx_array q, const mlx_array k, const mlx_a
   Closure fn(mlx_closure_new_func_payload(&run_forward, held(scale, causal, rows, kv_heads, mask), &delete_attention));
   ClosureCustom vjp(
       mlx_closure_custom_new_func_payload(&run_vjp, held(scale, causal, rows, kv_heads, mask), &delete_attention));
-  Closure custom;
-  check(mlx_custom_vjp(custom.out(), fn.get(), vjp.get()), "mlx_custom_vjp");
-  mlx_array ins[3] = {q, k, v};
-  VectorArray in(mlx_vector_array_new_data(ins, 3));
-  VectorArray res(mlx_vector_array_new());
-  check(mlx_closure_apply(res.out(), custom.get(), in.get()), "mlx_closure_apply");
-  Array out;
-  check(mlx_vector_array_get(out.out(), res.get(), 0), "mlx_vector_array_get");
-  return out;
+  return mx::with_vjp(fn, vjp, {q, k, v});
 }
 
 }  // namespace mlxq::model

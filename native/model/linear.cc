@@ -204,12 +204,7 @@ Array blocked_linear(const Linear& l, const mlx_array x) {
   Closure fn(mlx_closure_new_func_payload(&run_blocked, f, &delete_frozen));
   auto* g = new Frozen(frozen_of(l, mx::dtype_of(x)));
   ClosureCustom vjp(mlx_closure_custom_new_func_payload(&run_blocked_vjp, g, &delete_frozen));
-  Closure custom;
-  check(mlx_custom_vjp(custom.out(), fn.get(), vjp.get()), "mlx_custom_vjp");
-  VectorArray in(mlx_vector_array_new_data(&x, 1));
-  VectorArray res(mlx_vector_array_new());
-  check(mlx_closure_apply(res.out(), custom.get(), in.get()), "mlx_closure_apply");
-  return first_of(res.get());
+  return mx::with_vjp(fn, vjp, {x});
 }
 
 }  // namespace
