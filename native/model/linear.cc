@@ -232,15 +232,17 @@ void drop_implied_biases(Linear& l) {
 }
 
 Array gather_dequantized_rows(const Linear& l, const mlx_array rows, mlx_dtype dtype) {
-  const Frozen f = frozen_of(l, dtype);
   Array flat = mx::reshape(rows, {-1});
   Array w = mx::take_axis(l.w.get(), flat.get(), 0);
   Array s = mx::take_axis(l.scales.get(), flat.get(), 0);
   Array s_c = param_as(s.get(), dtype);
-  Array b_c = l.biases.empty() ? implied_biases(s_c.get(), l.bits) : [&] {
+  Array b_c;
+  if (l.biases.empty()) {
+    b_c = implied_biases(s_c.get(), l.bits);
+  } else {
     Array b = mx::take_axis(l.biases.get(), flat.get(), 0);
-    return param_as(b.get(), dtype);
-  }();
+    b_c = param_as(b.get(), dtype);
+  }
   Array dense = mx::dequantize(w.get(), s_c.get(), b_c.get(), l.group_size, l.bits, dtype);
   mx::Shape shape = mx::shape_of(rows);
   shape.push_back(l.in);
